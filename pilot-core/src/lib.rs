@@ -1,0 +1,36 @@
+//! Sans-IO implementation of the Pilot Protocol wire layer.
+//!
+//! `pilot-core` never opens a socket, reads a clock or draws randomness on its own: bytes,
+//! time and an RNG are passed in, results come back as values. The same code therefore runs
+//! natively, in `wasm32-unknown-unknown` (a Cloudflare Worker) and inside deterministic tests.
+//!
+//! The modules follow the layers of the wire specification, lowest first:
+//!
+//! | module | spec | what it owns |
+//! |---|---|---|
+//! | [`addr`] | §1 | 48-bit addresses, ports, text form |
+//! | [`packet`] | §2 | the 34-byte header, CRC-32, encode/decode |
+//! | [`frame`] | §3, §7 | tunnel frames PILT/PILS/PILK/PILA/PILP/PILF, beacon messages, TCP framing |
+//! | [`crypto`] | §4 | X25519, Ed25519, HKDF-SHA256, AES-256-GCM, nonce layout, AAD |
+//! | [`replay`] | §5 | replay window, receive epochs, fault counters and drop gates |
+//! | [`services`] | §10 | data exchange (1001) and event stream (1002) codecs |
+//!
+//! Imports point downward only: `services` and `replay` know nothing of each other, `frame`
+//! uses `crypto` and `packet`, `packet` uses `addr`.
+//!
+//! Cargo features: `std` (default) adds `std::error::Error` impls; `getrandom` (default) adds
+//! [`crypto::OsRng`], the operating system's RNG. With `--no-default-features` the crate is
+//! `no_std` + `alloc` and every function that needs randomness takes the caller's RNG.
+#![no_std]
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod addr;
+pub mod crypto;
+pub mod frame;
+pub mod packet;
+pub mod replay;
+pub mod services;
