@@ -14,6 +14,7 @@
 //! | [`crypto`] | §4 | X25519, Ed25519, HKDF-SHA256, AES-256-GCM, nonce layout, AAD |
 //! | [`replay`] | §5 | replay window, receive epochs, fault counters and drop gates |
 //! | [`services`] | §10 | data exchange (1001) and event stream (1002) codecs |
+//! | [`time`] | | the driver's clock as seen by the engine |
 //!
 //! Imports point downward only: `services` and `replay` know nothing of each other, `frame`
 //! uses `crypto` and `packet`, `packet` uses `addr`.
@@ -34,3 +35,4 @@ pub mod frame;
 pub mod packet;
 pub mod replay;
 pub mod services;
+pub mod time;

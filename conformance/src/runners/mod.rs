@@ -5,4 +5,5 @@ pub mod dataexchange;
 pub mod eventstream;
 pub mod packet;
 pub mod replay_window;
+pub mod tcp_frame;
 pub mod tunnel_frames;

@@ -3,6 +3,15 @@
 //! A received datagram is demultiplexed by its first bytes: a first byte below 0x10 is a
 //! beacon message, otherwise the first four bytes are a tunnel magic.
 
+pub mod beacon;
+pub mod fragment;
+pub mod pila;
+pub mod pilk;
+pub mod pils;
+pub mod plaintext;
+pub mod punch;
+pub mod tcp;
+
 /// Magic of a plaintext packet frame (spec §3.2).
 pub const MAGIC_PILT: [u8; 4] = *b"PILT";
 /// Magic of an encrypted packet frame (spec §3.3).
