@@ -461,8 +461,9 @@ impl<S: Ord + Clone> Reassembler<S> {
     ///
     /// `relay_sender` is the sender of the relay envelope (beacon message 0x06) when the
     /// fragment was relay-delivered, `None` when it came directly. Returns the reassembled
-    /// frame once the group is complete, `Ok(None)` while it is not. Expired groups are
-    /// dropped first, so a late fragment of an expired group starts a new one.
+    /// frame once the group is complete, `Ok(None)` while it is not. Groups expired by `now` are
+    /// dropped first, whatever the verdict on this fragment, so a late fragment of an expired
+    /// group starts a new one.
     pub fn push(
         &mut self,
         source: S,
@@ -470,6 +471,8 @@ impl<S: Ord + Clone> Reassembler<S> {
         frame: &[u8],
         now: Instant,
     ) -> Result<Option<Vec<u8>>, FragmentError> {
+        self.expire(now);
+
         let fragment = Fragment::decode(frame)?;
         if let Some(relay) = relay_sender {
             if relay != fragment.sender {
@@ -479,7 +482,6 @@ impl<S: Ord + Clone> Reassembler<S> {
                 });
             }
         }
-        self.expire(now);
 
         let key = (source, fragment.sender, fragment.group);
         if !self.groups.contains_key(&key) {
