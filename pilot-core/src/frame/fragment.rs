@@ -369,6 +369,8 @@ struct Group {
     received: u64,
     /// Chunks by index; only received ones hold memory.
     chunks: Vec<Vec<u8>>,
+    /// Sum of the received chunk lengths.
+    bytes: usize,
 }
 
 impl Group {
@@ -378,6 +380,7 @@ impl Group {
             count,
             received: 0,
             chunks: vec![Vec::new(); usize::from(count)],
+            bytes: 0,
         }
     }
 
@@ -414,6 +417,7 @@ impl Group {
             },
         )?;
         slot.extend_from_slice(fragment.chunk);
+        self.bytes += fragment.chunk.len();
         self.received |= bit;
         Ok(())
     }
@@ -524,6 +528,11 @@ impl<S: Ord + Clone> Reassembler<S> {
     /// Number of incomplete groups held.
     pub fn pending_groups(&self) -> usize {
         self.groups.len()
+    }
+
+    /// Chunk bytes held by incomplete groups; never above `MAX_GROUPS × MAX_FRAGMENTED_FRAME`.
+    pub fn buffered_bytes(&self) -> usize {
+        self.groups.values().map(|group| group.bytes).sum()
     }
 
     /// Refuses a new group when either limit is reached.
@@ -700,6 +709,7 @@ mod tests {
         }
         assert_eq!(reassembler.push(1u8, None, first, T0), Ok(Some(frame)));
         assert_eq!(reassembler.pending_groups(), 0);
+        assert_eq!(reassembler.buffered_bytes(), 0);
         assert_eq!(reassembler.next_expiry(), None);
     }
 
@@ -713,6 +723,7 @@ mod tests {
             reassembler.push(1u8, None, &fragments[0], T0),
             Err(FragmentError::Duplicate { index: 0 })
         );
+        assert_eq!(reassembler.buffered_bytes(), FRAGMENT_CHUNK);
         assert_eq!(reassembler.push(1u8, None, &fragments[1], T0), Ok(None));
         assert_eq!(
             reassembler.push(1u8, None, &fragments[2], T0),
