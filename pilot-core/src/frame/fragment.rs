@@ -404,6 +404,7 @@ impl Group {
                 got: fragment.count,
             });
         }
+        // Decoding guaranteed index < count ≤ 64; the mask keeps the shift in range regardless.
         let bit = 1u64 << (fragment.index & 63);
         if self.received & bit != 0 {
             return Err(FragmentError::Duplicate {

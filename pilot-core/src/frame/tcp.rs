@@ -4,6 +4,9 @@
 //! datagram would carry. A declared length above [`MAX_TCP_FRAME`] means the peer is broken or
 //! hostile; the connection must be dropped, so the deframer stops for good.
 //!
+//! Beacon messages have no meaning on TCP (there is no UDP source address to answer), so the
+//! engine ignores frames whose first byte is a beacon code; this module does not look inside.
+//!
 //! A zero-length frame carries nothing to dispatch (spec §3.1 would drop it as shorter than a
 //! magic), and the stream stays in step after it, so the deframer skips it rather than
 //! failing the connection.
