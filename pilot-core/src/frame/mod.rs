@@ -66,6 +66,54 @@ pub fn classify(bytes: &[u8]) -> Option<FrameKind> {
     }
 }
 
+/// Why a fixed-layout tunnel frame (PILT, PILP) was not decoded.
+///
+/// Spec §3.1: a receiver drops such frames silently; the verdict exists for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// The frame is shorter than its layout requires.
+    TooShort {
+        /// Minimum length in bytes for this frame.
+        min: usize,
+        /// Length actually received.
+        len: usize,
+    },
+    /// The first four bytes are not the magic this decoder expects.
+    BadMagic,
+}
+
+impl core::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FrameError::TooShort { min, len } => {
+                write!(f, "frame too short: {len} bytes, need at least {min}")
+            }
+            FrameError::BadMagic => f.write_str("frame does not start with the expected magic"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for FrameError {}
+
+/// Strips `magic` from the front of `frame` after checking the total length is at least `min`.
+fn strip_magic(frame: &[u8], magic: [u8; 4], min: usize) -> Result<&[u8], FrameError> {
+    let (head, rest) = frame.split_first_chunk::<4>().ok_or(FrameError::TooShort {
+        min,
+        len: frame.len(),
+    })?;
+    if *head != magic {
+        return Err(FrameError::BadMagic);
+    }
+    if frame.len() < min {
+        return Err(FrameError::TooShort {
+            min,
+            len: frame.len(),
+        });
+    }
+    Ok(rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
