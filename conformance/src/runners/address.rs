@@ -81,16 +81,18 @@ fn check_text(case: &TextCase) -> Result<(), String> {
         return expect_rejection(parsed.map(|_| ()), case.error.as_deref());
     }
     let addr = parsed.map_err(|e| format!("rejected a valid address: {e}"))?;
-    check_addr(
-        &addr,
-        case.binary_hex.as_deref(),
-        case.network,
-        case.node,
-    )?;
-    let canonical = case.canonical.as_deref().ok_or("valid case without canonical")?;
+    check_addr(&addr, case.binary_hex.as_deref(), case.network, case.node)?;
+    let canonical = case
+        .canonical
+        .as_deref()
+        .ok_or("valid case without canonical")?;
     expect_eq("canonical text", addr.to_string().as_str(), canonical)?;
     // The canonical text must parse back to the same address.
-    expect_eq("canonical re-parse", canonical.parse::<Addr>().ok(), Some(addr))
+    expect_eq(
+        "canonical re-parse",
+        canonical.parse::<Addr>().ok(),
+        Some(addr),
+    )
 }
 
 fn check_binary(case: &BinaryCase) -> Result<(), String> {
@@ -116,7 +118,10 @@ fn check_socket(case: &SocketCase) -> Result<(), String> {
         case.node,
     )?;
     expect_eq("port", Some(socket.port), case.port)?;
-    let canonical = case.canonical.as_deref().ok_or("valid case without canonical")?;
+    let canonical = case
+        .canonical
+        .as_deref()
+        .ok_or("valid case without canonical")?;
     expect_eq("canonical text", socket.to_string().as_str(), canonical)
 }
 
@@ -126,7 +131,10 @@ fn check_addr(
     network: Option<u16>,
     node: Option<u32>,
 ) -> Result<(), String> {
-    let binary = hex_field("binary_hex", binary_hex.ok_or("valid case without binary_hex")?)?;
+    let binary = hex_field(
+        "binary_hex",
+        binary_hex.ok_or("valid case without binary_hex")?,
+    )?;
     expect_bytes("binary", &addr.to_bytes(), &binary)?;
     expect_eq("decoded binary", Addr::decode(&binary).ok(), Some(*addr))?;
     expect_eq("network", Some(addr.network), network)?;
@@ -159,7 +167,9 @@ fn expect_rejection(result: Result<(), AddrError>, go_error: Option<&str>) -> Re
     if same_class {
         Ok(())
     } else {
-        Err(format!("rejected as {error:?}, reference said {go_error:?}"))
+        Err(format!(
+            "rejected as {error:?}, reference said {go_error:?}"
+        ))
     }
 }
 

@@ -92,7 +92,11 @@ fn check(case: &Case) -> Result<(), String> {
 
 fn check_encode(case: &EncodeCase) -> Result<(), String> {
     let fields = &case.fields;
-    expect_eq("fields.flags vs input_flags", fields.flags, case.input_flags)?;
+    expect_eq(
+        "fields.flags vs input_flags",
+        fields.flags,
+        case.input_flags,
+    )?;
     expect_eq("fields.version", fields.version, VERSION)?;
     let header = Header {
         // The reference's marshaller masks flags to 4 bits; pilot-core masks on construction.
@@ -119,7 +123,11 @@ fn check_encode(case: &EncodeCase) -> Result<(), String> {
         &hex_field("checksum_hex", &case.checksum_hex)?,
     )?;
     let pilt: Vec<u8> = MAGIC_PILT.iter().chain(&wire).copied().collect();
-    expect_bytes("PILT frame", &pilt, &hex_field("pilt_frame_hex", &case.pilt_frame_hex)?)?;
+    expect_bytes(
+        "PILT frame",
+        &pilt,
+        &hex_field("pilt_frame_hex", &case.pilt_frame_hex)?,
+    )?;
 
     let packet = PacketRef::decode(&wire).map_err(|e| format!("decode of own encoding: {e}"))?;
     check_fields(&packet, &case.decoded)
@@ -136,7 +144,10 @@ fn check_decode(case: &DecodeCase) -> Result<(), String> {
         (Verdict::Accept, Err(e)) => Err(format!("rejected ({e}), reference accepted")),
         (Verdict::Reject, Ok(_)) => Err("accepted, reference rejected".into()),
         (Verdict::Reject, Err(error)) => {
-            let go_error = case.error_may.as_deref().ok_or("reject case without error_may")?;
+            let go_error = case
+                .error_may
+                .as_deref()
+                .ok_or("reject case without error_may")?;
             let same_class = match error {
                 PacketError::TooShort { len } => {
                     go_error == format!("packet too short: {len} bytes (min 34)")
@@ -145,15 +156,17 @@ fn check_decode(case: &DecodeCase) -> Result<(), String> {
                     go_error == format!("packet truncated: have {have} bytes, need {need}")
                 }
                 PacketError::ChecksumMismatch { .. } => go_error == "checksum mismatch",
-                PacketError::UnsupportedVersion { version } => go_error.starts_with(&format!(
-                    "unsupported protocol version {version} "
-                )),
+                PacketError::UnsupportedVersion { version } => {
+                    go_error.starts_with(&format!("unsupported protocol version {version} "))
+                }
                 PacketError::PayloadTooLarge { .. } => false,
             };
             if same_class {
                 Ok(())
             } else {
-                Err(format!("rejected as {error:?}, reference said {go_error:?}"))
+                Err(format!(
+                    "rejected as {error:?}, reference said {go_error:?}"
+                ))
             }
         }
     }
@@ -173,7 +186,11 @@ fn check_fields(packet: &PacketRef<'_>, want: &Fields) -> Result<(), String> {
     .filter(|(flag, _)| h.flags.contains(*flag))
     .map(|(_, name)| name)
     .collect();
-    expect_eq("flag_names", names, want.flag_names.iter().map(String::as_str).collect())?;
+    expect_eq(
+        "flag_names",
+        names,
+        want.flag_names.iter().map(String::as_str).collect(),
+    )?;
     expect_eq("protocol", u8::from(h.protocol), want.protocol)?;
     expect_eq("src", h.src, parse_addr("src", &want.src)?)?;
     expect_eq("dst", h.dst, parse_addr("dst", &want.dst)?)?;
@@ -184,7 +201,11 @@ fn check_fields(packet: &PacketRef<'_>, want: &Fields) -> Result<(), String> {
     expect_eq("seq", h.seq, want.seq)?;
     expect_eq("ack", h.ack, want.ack)?;
     expect_eq("window", h.window, want.window)?;
-    expect_bytes("payload", packet.payload, &hex_field("payload_hex", &want.payload_hex)?)
+    expect_bytes(
+        "payload",
+        packet.payload,
+        &hex_field("payload_hex", &want.payload_hex)?,
+    )
 }
 
 fn parse_addr(what: &str, text: &str) -> Result<Addr, String> {

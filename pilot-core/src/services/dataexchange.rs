@@ -212,7 +212,9 @@ impl<'a> Frame<'a> {
         }
     }
 
-    /// Length of the payload field (for FILE: name prefix, name and data).
+    /// Length of the payload field this frame encodes to (for FILE: name prefix, name and
+    /// data). For an unnamed FILE decoded from a payload too short for its name, this counts a
+    /// prefix the wire did not have.
     pub fn payload_len(&self) -> usize {
         match self {
             Frame::File { name, data } => FILE_NAME_PREFIX_LEN
