@@ -18,6 +18,12 @@ use proptest::prelude::*;
 /// A frame detached from its buffer.
 type OwnedFrame = (FrameType, Option<String>, Vec<u8>);
 
+/// An event detached from its buffer: topic and payload.
+type OwnedEvent = (Vec<u8>, Vec<u8>);
+
+/// Everything a stream decoded into: the items in order, then the final verdict.
+type Outcome<T, E> = (Vec<T>, Result<(), E>);
+
 fn owned_frame(frame: &Frame<'_>) -> OwnedFrame {
     let name = match frame {
         Frame::File { name, .. } => Some((*name).to_owned()),
@@ -62,7 +68,7 @@ fn any_frame() -> impl Strategy<Value = OwnedFrame> {
         })
 }
 
-fn any_event() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+fn any_event() -> impl Strategy<Value = OwnedEvent> {
     (vec(any::<u8>(), 0..64), vec(any::<u8>(), 0..300))
 }
 
@@ -86,7 +92,7 @@ fn split<'a>(bytes: &'a [u8], sizes: &[usize]) -> Vec<&'a [u8]> {
 }
 
 /// Data exchange by repeated one-shot decoding: the frames, then the final verdict.
-fn frames_one_shot(mut bytes: &[u8]) -> (Vec<OwnedFrame>, Result<(), DataExchangeError>) {
+fn frames_one_shot(mut bytes: &[u8]) -> Outcome<OwnedFrame, DataExchangeError> {
     let mut frames = Vec::new();
     while !bytes.is_empty() {
         match Frame::decode(bytes) {
@@ -101,7 +107,7 @@ fn frames_one_shot(mut bytes: &[u8]) -> (Vec<OwnedFrame>, Result<(), DataExchang
 }
 
 /// Data exchange through the incremental decoder, fed in the given chunks.
-fn frames_incremental(chunks: &[&[u8]]) -> (Vec<OwnedFrame>, Result<(), DataExchangeError>) {
+fn frames_incremental(chunks: &[&[u8]]) -> Outcome<OwnedFrame, DataExchangeError> {
     let mut decoder = FrameDecoder::new();
     let mut frames = Vec::new();
     for chunk in chunks {
@@ -117,7 +123,7 @@ fn frames_incremental(chunks: &[&[u8]]) -> (Vec<OwnedFrame>, Result<(), DataExch
     (frames, decoder.finish())
 }
 
-fn events_one_shot(mut bytes: &[u8]) -> (Vec<(Vec<u8>, Vec<u8>)>, Result<(), EventStreamError>) {
+fn events_one_shot(mut bytes: &[u8]) -> Outcome<OwnedEvent, EventStreamError> {
     let mut events = Vec::new();
     while !bytes.is_empty() {
         match Event::decode(bytes) {
@@ -131,7 +137,7 @@ fn events_one_shot(mut bytes: &[u8]) -> (Vec<(Vec<u8>, Vec<u8>)>, Result<(), Eve
     (events, Ok(()))
 }
 
-fn events_incremental(chunks: &[&[u8]]) -> (Vec<(Vec<u8>, Vec<u8>)>, Result<(), EventStreamError>) {
+fn events_incremental(chunks: &[&[u8]]) -> Outcome<OwnedEvent, EventStreamError> {
     let mut decoder = EventDecoder::new();
     let mut events = Vec::new();
     for chunk in chunks {
