@@ -100,6 +100,8 @@ impl FromStr for FrameType {
                 .and_then(parse_decimal_u64)
                 .and_then(|value| u32::try_from(value).ok())
                 .map(FrameType::from)
+                // `UNKNOWN(1)` is not how TEXT prints; only the canonical names are accepted.
+                .filter(|frame_type| matches!(frame_type, FrameType::Other(_)))
                 .ok_or(DataExchangeError::MalformedReply),
         }
     }
@@ -597,6 +599,7 @@ mod tests {
             b"NAK TEXT 1 bytes",
             b"ACK PDF 1 bytes",
             b"ERR TEXT oops",
+            b"ACK UNKNOWN(1) 1 bytes",
             b"",
         ] {
             assert_eq!(Reply::parse(bad), Err(DataExchangeError::MalformedReply));

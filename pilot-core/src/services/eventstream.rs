@@ -298,4 +298,19 @@ mod tests {
         assert_eq!(decoder.next_event(), Ok(None));
         assert_eq!(decoder.finish(), Ok(()));
     }
+
+    #[test]
+    fn finish_skips_undrained_events_and_reports_the_cut_one() {
+        let mut wire = Vec::new();
+        Event::new(b"a", b"1").encode(&mut wire).unwrap();
+        wire.extend_from_slice(&[0, 1, b'b']);
+        let mut decoder = EventDecoder::new();
+        decoder.feed(&wire);
+        assert_eq!(
+            decoder.finish(),
+            Err(EventStreamError::Truncated { have: 3, need: 7 })
+        );
+        decoder.feed(&[0, 0, 0, 0]);
+        assert_eq!(decoder.finish(), Ok(()));
+    }
 }

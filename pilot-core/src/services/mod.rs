@@ -14,7 +14,7 @@
 //!   before any of the body is buffered or allocated for.
 //! * Errors are terminal: once an error is returned, every later call returns it again and
 //!   the connection should be closed.
-//! * `finish` tells, at end of stream, whether a frame was cut off.
+//! * `finish` tells, at end of stream, whether the stream stopped inside a frame.
 
 use alloc::vec::Vec;
 
@@ -107,25 +107,26 @@ impl<E: Copy> Incremental<E> {
         self.unread().get(self.lent..).unwrap_or_default()
     }
 
-    /// End of stream: `Ok` unless an error was returned before or the pending bytes end
-    /// inside a frame, which `truncated(have, need)` then describes.
+    /// End of stream: `Ok` if the pending bytes end on a frame boundary. Otherwise the error
+    /// returned earlier, the error a pending frame would raise, or `truncated(have, need)` for
+    /// the frame the stream stopped inside.
     fn finish<'a, T>(
         &'a self,
-        parse: impl FnOnce(&'a [u8]) -> Result<Step<T>, E>,
+        parse: impl Fn(&'a [u8]) -> Result<Step<T>, E>,
         truncated: impl FnOnce(usize, usize) -> E,
     ) -> Result<(), E> {
         if let Some(error) = self.failed {
             return Err(error);
         }
-        let pending = self.pending();
-        if pending.is_empty() {
-            return Ok(());
+        // Complete frames the caller has not pulled yet are skipped, not counted as a cut.
+        let mut rest = self.pending();
+        while !rest.is_empty() {
+            match parse(rest)? {
+                Step::Complete(_, len) => rest = rest.get(len..).unwrap_or_default(),
+                Step::Incomplete { need } => return Err(truncated(rest.len(), need)),
+            }
         }
-        match parse(pending)? {
-            // Complete frames not pulled yet are the caller's to drain, not a truncation.
-            Step::Complete(..) => Ok(()),
-            Step::Incomplete { need } => Err(truncated(pending.len(), need)),
-        }
+        Ok(())
     }
 }
 
