@@ -398,3 +398,146 @@ mod tests {
         assert_eq!(state.faults(), &FaultCounters::default());
     }
 }
+
+/// Epoch and gate properties; here because only the crate can mint an `AuthenticatedNonce`.
+#[cfg(test)]
+mod props {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
+
+    use alloc::collections::BTreeSet;
+    use alloc::vec::Vec;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::replay::epochs::{MAX_RECV_EPOCHS, RETAINED_RECV_EPOCHS};
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// An authenticated frame of prefix number `prefix`.
+        Frame { prefix: u32, counter: u64 },
+        /// A PILS frame whose AEAD open failed.
+        AuthFailure,
+        /// The clock moves on.
+        Wait { millis: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0u32..6, 0u64..40).prop_map(|(prefix, counter)| Op::Frame { prefix, counter }),
+            2 => (0u32..100, 0u64..600).prop_map(|(prefix, counter)| Op::Frame { prefix, counter }),
+            1 => Just(Op::AuthFailure),
+            1 => (0u64..20_000).prop_map(|millis| Op::Wait { millis }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn epochs_respect_caps_and_never_deliver_twice(
+            ops in proptest::collection::vec(op(), 0..600),
+        ) {
+            let mut state = ReceiveState::new(Instant::ZERO);
+            let mut now = Instant::ZERO;
+            let mut delivered = BTreeSet::new();
+            let mut seen_prefixes: Vec<[u8; 4]> = Vec::new();
+
+            for op in ops {
+                match op {
+                    Op::Wait { millis } => now = now + Duration::from_millis(millis),
+                    Op::AuthFailure => {
+                        let before = state.epochs().clone();
+                        let _gate = state.on_auth_failure(now);
+                        prop_assert_eq!(state.epochs(), &before);
+                    }
+                    Op::Frame { prefix, counter } => {
+                        let prefix = prefix.to_be_bytes();
+                        let newest_before = state.epochs().newest_prefix();
+                        let known = seen_prefixes.contains(&prefix);
+                        let nonce = AuthenticatedNonce::new(prefix, counter);
+                        let verdict = state.on_authenticated(nonce, now);
+
+                        if verdict.is_deliver() {
+                            prop_assert!(counter != 0);
+                            prop_assert!(
+                                delivered.insert((prefix, counter)),
+                                "{:?} delivered twice",
+                                (prefix, counter)
+                            );
+                            if !known {
+                                seen_prefixes.push(prefix);
+                            }
+                        }
+                        match verdict {
+                            RecvVerdict::NewEpoch => {
+                                prop_assert!(!known);
+                                prop_assert_eq!(state.epochs().newest_prefix(), Some(prefix));
+                            }
+                            RecvVerdict::DropSession(DropReason::EpochsExhausted) => {
+                                prop_assert!(!known);
+                                prop_assert_eq!(state.epochs().begun_count(), MAX_RECV_EPOCHS);
+                            }
+                            RecvVerdict::Accept(Accept::First) => {
+                                prop_assert_eq!(newest_before, None);
+                            }
+                            _ => {
+                                if newest_before.is_some() {
+                                    prop_assert_eq!(state.epochs().newest_prefix(), newest_before);
+                                }
+                            }
+                        }
+                        if verdict == RecvVerdict::RejectRetiredEpoch {
+                            prop_assert!(state.epochs().is_retired(prefix));
+                        }
+                    }
+                }
+                let epochs = state.epochs();
+                prop_assert!(epochs.older_count() <= RETAINED_RECV_EPOCHS);
+                prop_assert!(epochs.begun_count() <= MAX_RECV_EPOCHS);
+                prop_assert_eq!(epochs.begun_count(), seen_prefixes.len());
+                prop_assert!(epochs.retired_count() <= MAX_RECV_EPOCHS - 1 - RETAINED_RECV_EPOCHS);
+                prop_assert_eq!(
+                    epochs.retired_count(),
+                    epochs.begun_count().saturating_sub(1 + RETAINED_RECV_EPOCHS)
+                );
+            }
+        }
+
+        #[test]
+        fn stale_and_retired_rejections_never_feed_a_gate(
+            ops in proptest::collection::vec(op(), 0..400),
+        ) {
+            let mut state = ReceiveState::new(Instant::ZERO);
+            let mut now = Instant::ZERO;
+            for op in ops {
+                match op {
+                    Op::Wait { millis } => now = now + Duration::from_millis(millis),
+                    Op::AuthFailure => {
+                        let _gate = state.on_auth_failure(now);
+                    }
+                    Op::Frame { prefix, counter } => {
+                        let before = state.faults().clone();
+                        let verdict = state.on_authenticated(
+                            AuthenticatedNonce::new(prefix.to_be_bytes(), counter),
+                            now,
+                        );
+                        if matches!(
+                            verdict,
+                            RecvVerdict::RejectStaleEpoch(_)
+                                | RecvVerdict::RejectRetiredEpoch
+                                | RecvVerdict::Reject(Reject::ZeroCounter)
+                        ) {
+                            prop_assert_eq!(state.faults(), &before);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
