@@ -84,7 +84,7 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
     fn window_agrees_with_the_set_model(steps in proptest::collection::vec(step(), 0..400)) {

@@ -77,7 +77,9 @@ pub fn window_gate_fires(count: u32, threshold: u32, age: Duration) -> bool {
 
 /// The three consecutive-fault counters of one session (spec §5.3).
 ///
-/// Each counts one kind of fault and is never fed by another kind.
+/// Each counts one kind of fault and is never fed by another kind. A frame accepted in the
+/// newest epoch clears all three; one accepted in an older epoch clears only the decrypt
+/// failures (V-NEW: window faults are cleared only by the newest epoch).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FaultCounters {
     decrypt_fail: u32,

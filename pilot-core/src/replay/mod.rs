@@ -19,6 +19,16 @@
 //! * an AEAD failure moves no window (V-NEW), unlike V-FEB/V-FORK/V-MID whose forged counter
 //!   pins `max` (vector case "forged high counter poisons the window");
 //! * `MaxRecvEpochs` is UNCONFIRMED (spec §13.1): we use [`MAX_RECV_EPOCHS`] = 64.
+//!
+//! Choices where the spec leaves room (receiver-local policy, invisible to Go peers):
+//! * `DecryptFailCount` is reset by every *accepted* frame, in any epoch, rather than by every
+//!   frame that decrypts: a captured genuine frame replayed by an attacker authenticates but
+//!   must not hold off the decrypt drop gate.
+//! * An older epoch counts as "used" for LRU eviction only when it accepts a frame, for the
+//!   same reason.
+//! * Retired prefixes are never forgotten; the set is bounded by [`MAX_RECV_EPOCHS`] (at most
+//!   59 entries) because only begun epochs can be evicted.
+//! * Rejections of counter 0, of stale epochs and of retired epochs feed no drop gate.
 
 mod epochs;
 mod gates;
