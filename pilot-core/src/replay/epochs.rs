@@ -276,6 +276,8 @@ mod tests {
         );
         assert_eq!(epochs.newest_window().cloned(), newest_before);
         assert_eq!(epochs.newest_prefix(), Some(B));
+        assert_eq!(epochs.window(A).map(ReplayWindow::max), Some(1000));
+        assert_eq!(epochs.window(*b"CCCC"), None);
     }
 
     #[test]
