@@ -11,7 +11,10 @@ use conformance::{load, vectors_dir, KNOWN_FILES, VECTORS_DIR_ENV};
 
 fn main() -> ExitCode {
     let dir = vectors_dir();
-    println!("vectors from {} (override with {VECTORS_DIR_ENV})", dir.display());
+    println!(
+        "vectors from {} (override with {VECTORS_DIR_ENV})",
+        dir.display()
+    );
 
     let mut passed = 0usize;
     let mut failed = 0usize;

@@ -50,7 +50,9 @@ pub enum FrameKind {
 pub fn classify(bytes: &[u8]) -> Option<FrameKind> {
     let first = *bytes.first()?;
     if first < 0x10 {
-        return (0x01..=0x07).contains(&first).then_some(FrameKind::Beacon(first));
+        return (0x01..=0x07)
+            .contains(&first)
+            .then_some(FrameKind::Beacon(first));
     }
     let magic: [u8; 4] = bytes.get(..4)?.try_into().ok()?;
     match magic {
