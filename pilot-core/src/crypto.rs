@@ -52,6 +52,8 @@ pub enum CryptoError {
     KeyDerivation,
     /// The bytes are not a valid Ed25519 public key.
     InvalidPublicKey,
+    /// A 64-byte Ed25519 private key whose public half does not belong to its seed.
+    KeypairMismatch,
     /// The Ed25519 signature does not verify under the given public key.
     BadSignature,
     /// The send counter reached `u64::MAX`; the session must be re-derived (spec §4.3).
@@ -68,6 +70,7 @@ impl fmt::Display for CryptoError {
             CryptoError::NonContributory => "peer X25519 key yields a non-contributory secret",
             CryptoError::KeyDerivation => "HKDF key derivation failed",
             CryptoError::InvalidPublicKey => "invalid Ed25519 public key",
+            CryptoError::KeypairMismatch => "Ed25519 public key does not match its seed",
             CryptoError::BadSignature => "Ed25519 signature does not verify",
             CryptoError::NonceExhausted => "send counter exhausted",
             CryptoError::SealFailed => "AES-GCM encryption refused the plaintext",
@@ -95,6 +98,14 @@ impl Identity {
         Self {
             signing: SigningKey::from_bytes(seed),
         }
+    }
+
+    /// The identity stored as Go's 64-byte private key (seed ‖ public key, the
+    /// `private_key` of `identity.json`, spec §4.1). Fails if the halves do not match.
+    pub fn from_keypair_bytes(keypair: &[u8; 2 * ED25519_KEY_LEN]) -> Result<Self, CryptoError> {
+        SigningKey::from_keypair_bytes(keypair)
+            .map(|signing| Self { signing })
+            .map_err(|_| CryptoError::KeypairMismatch)
     }
 
     /// A new identity drawn from `rng`.
@@ -227,8 +238,7 @@ pub fn derive_session_key(
 /// The symmetric key of a session: AES-256-GCM, one key for both directions (spec §4.2).
 ///
 /// Holds the expanded cipher (its key schedule is zeroized on drop) and the key bytes for
-/// constant-time comparison. `==` is constant time.
-#[derive(Clone)]
+/// constant-time comparison. `==` is constant time. Deliberately not `Clone`.
 pub struct SessionKey {
     bytes: Zeroizing<[u8; SESSION_KEY_LEN]>,
     cipher: Aes256Gcm,
@@ -340,7 +350,9 @@ impl Nonce {
 /// A new `SendState` belongs to every new session object (first install, peer key change,
 /// re-derive), even when the AES key is unchanged: the fresh prefix marks a new send epoch
 /// for V-NEW receivers (spec §5.4).
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Deliberately not `Clone`: two copies would hand out the same nonces under one key.
+#[derive(Debug, PartialEq, Eq)]
 pub struct SendState {
     prefix: [u8; NONCE_PREFIX_LEN],
     last_counter: u64,
@@ -480,6 +492,23 @@ mod tests {
         assert_eq!(
             verify_signature(&id.public_key(), b"x", &sig),
             Err(CryptoError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn go_keypair_bytes_load_only_when_the_halves_match() {
+        let seed = [0x11u8; 32];
+        let public = Identity::from_seed(&seed).public_key();
+        let mut keypair = [0u8; 64];
+        keypair[..32].copy_from_slice(&seed);
+        keypair[32..].copy_from_slice(&public);
+        let loaded = Identity::from_keypair_bytes(&keypair).unwrap();
+        assert_eq!(loaded.public_key(), public);
+
+        keypair[40] ^= 1;
+        assert_eq!(
+            Identity::from_keypair_bytes(&keypair).unwrap_err(),
+            CryptoError::KeypairMismatch
         );
     }
 
