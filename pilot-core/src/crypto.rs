@@ -138,8 +138,9 @@ impl fmt::Debug for Identity {
 
 /// Checks an Ed25519 `signature` of `message` under `public_key`.
 ///
-/// Uses the strict RFC 8032 check (canonical encodings, no small-order keys): a key generated
-/// by any Pilot daemon passes, and a receiver may be stricter than the Go reference (spec §5).
+/// Uses the strict RFC 8032 check (canonical encodings, no small-order keys or `R`). This is
+/// stricter than Go's `ed25519.Verify`, but every key and signature an honest daemon produces
+/// passes it; only crafted weak keys are refused.
 pub fn verify_signature(
     public_key: &[u8; ED25519_KEY_LEN],
     message: &[u8],
