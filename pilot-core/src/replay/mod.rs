@@ -56,8 +56,6 @@ pub struct AuthenticatedNonce {
 
 impl AuthenticatedNonce {
     /// Wraps a nonce after its frame authenticated. Crate-private on purpose.
-    // Its caller, the PILS open path, lives in `frame::pils` and is merged separately.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn new(prefix: [u8; 4], counter: u64) -> Self {
         Self { prefix, counter }
     }
