@@ -586,3 +586,298 @@ impl fmt::Display for TrustError {
 
 #[cfg(feature = "std")]
 impl std::error::Error for TrustError {}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+    use super::*;
+    use alloc::format;
+    use serde_json::{json, Value};
+
+    const NOW: u64 = 1_790_000_000;
+    const SENDER: u32 = 100;
+    const RECEIVER: u32 = 200;
+
+    fn key(seed: u8) -> SigningKey {
+        SigningKey::from_bytes(&[seed; 32])
+    }
+
+    fn registry_key(seed: u8) -> [u8; 32] {
+        key(seed).verifying_key().to_bytes()
+    }
+
+    fn request_at(timestamp: u64) -> HandshakeMessage {
+        HandshakeMessage::signed(
+            HandshakeKind::Request,
+            SENDER,
+            RECEIVER,
+            &key(1),
+            i64::try_from(timestamp).unwrap(),
+        )
+        .with_justification("need to talk".into())
+    }
+
+    fn receive(rx: &mut HandshakeReceiver, msg: &HandshakeMessage) -> Result<VerifiedHandshake, TrustError> {
+        rx.receive(&msg.encode().unwrap(), NOW, |node| (node == SENDER).then(|| registry_key(1)))
+    }
+
+    #[test]
+    fn message_has_all_seven_fields() {
+        let msg = request_at(NOW);
+        let value: Value = serde_json::from_slice(&msg.encode().unwrap()).unwrap();
+        let expected = json!({
+            "type": "handshake_request",
+            "node_id": SENDER,
+            "public_key": PublicKey(registry_key(1)).to_base64(),
+            "justification": "need to talk",
+            "signature": value["signature"].clone(),
+            "reason": "",
+            "timestamp": NOW,
+        });
+        assert_eq!(value, expected);
+        // Field order on the wire follows the spec.
+        let text = String::from_utf8(msg.encode().unwrap()).unwrap();
+        assert!(text.starts_with("{\"type\":\"handshake_request\",\"node_id\":100,\"public_key\":"));
+        assert!(text.ends_with(&format!(",\"reason\":\"\",\"timestamp\":{NOW}}}")));
+    }
+
+    #[test]
+    fn every_kind_encodes_its_wire_type_and_round_trips() {
+        for kind in [HandshakeKind::Request, HandshakeKind::Accept, HandshakeKind::Reject, HandshakeKind::Revoke] {
+            let msg = HandshakeMessage::signed(kind, SENDER, RECEIVER, &key(1), 5).with_reason("r".into());
+            let bytes = msg.encode().unwrap();
+            let value: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(value["type"], kind.as_str());
+            assert_eq!(HandshakeMessage::decode(&bytes).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn signature_covers_sender_and_receiver() {
+        let msg = request_at(NOW);
+        let sig = Signature::from_base64(&msg.signature).unwrap();
+        assert_eq!(challenge::verify(&registry_key(1), "handshake:100:200", &sig), Ok(()));
+        assert_eq!(
+            challenge::verify(&registry_key(1), "handshake:200:100", &sig),
+            Err(RegistryError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn valid_request_is_accepted_and_recorded() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        let verified = receive(&mut rx, &request_at(NOW)).unwrap();
+        assert_eq!(
+            verified,
+            VerifiedHandshake {
+                kind: HandshakeKind::Request,
+                node_id: SENDER,
+                public_key: registry_key(1),
+                justification: "need to talk".into(),
+                reason: String::new(),
+                timestamp: i64::try_from(NOW).unwrap(),
+            }
+        );
+        assert_eq!(rx.replay_cache().len(), 1);
+    }
+
+    #[test]
+    fn timestamp_window_is_five_minutes_back_and_thirty_seconds_ahead() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        assert!(receive(&mut rx, &request_at(NOW - 300)).is_ok());
+        assert_eq!(receive(&mut rx, &request_at(NOW - 301)), Err(TrustError::TooOld { age_secs: 301 }));
+        assert!(receive(&mut rx, &request_at(NOW + 30)).is_ok());
+        assert_eq!(receive(&mut rx, &request_at(NOW + 31)), Err(TrustError::FromFuture { ahead_secs: 31 }));
+        let ancient = request_at(0);
+        assert!(matches!(receive(&mut rx, &ancient), Err(TrustError::TooOld { .. })));
+        let mut far = request_at(NOW);
+        far.timestamp = i64::MIN;
+        assert!(matches!(receive(&mut rx, &far), Err(TrustError::TooOld { .. })));
+        far.timestamp = i64::MAX;
+        assert!(matches!(receive(&mut rx, &far), Err(TrustError::FromFuture { .. })));
+    }
+
+    #[test]
+    fn replay_is_refused_even_when_respelled() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        let msg = request_at(NOW);
+        assert!(receive(&mut rx, &msg).is_ok());
+        assert_eq!(receive(&mut rx, &msg), Err(TrustError::Replay));
+
+        // Same message, different spelling: whitespace, key order, an extra field.
+        let value: Value = serde_json::from_slice(&msg.encode().unwrap()).unwrap();
+        let respelled = format!(
+            "{{ \"timestamp\": {}, \"reason\": \"\", \"signature\": {}, \"justification\": {}, \
+             \"public_key\": {}, \"node_id\": {}, \"type\": \"handshake_request\", \"x\": 1 }}",
+            value["timestamp"], value["signature"], value["justification"], value["public_key"], value["node_id"]
+        );
+        let got = rx.receive(respelled.as_bytes(), NOW, |_| Some(registry_key(1)));
+        assert_eq!(got, Err(TrustError::Replay));
+    }
+
+    #[test]
+    fn forged_messages_are_not_recorded() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        let mut forged = request_at(NOW);
+        forged.signature = HandshakeMessage::signed(HandshakeKind::Request, SENDER, 999, &key(1), 0).signature;
+        assert_eq!(receive(&mut rx, &forged), Err(TrustError::BadSignature));
+        assert!(rx.replay_cache().is_empty());
+    }
+
+    #[test]
+    fn missing_public_key_or_signature_is_refused_for_every_kind() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        for kind in [HandshakeKind::Request, HandshakeKind::Accept, HandshakeKind::Reject, HandshakeKind::Revoke] {
+            let mut no_key = HandshakeMessage::signed(kind, SENDER, RECEIVER, &key(1), NOW as i64);
+            no_key.public_key.clear();
+            assert_eq!(receive(&mut rx, &no_key), Err(TrustError::MissingPublicKey), "{kind:?}");
+            let mut no_sig = HandshakeMessage::signed(kind, SENDER, RECEIVER, &key(1), NOW as i64);
+            no_sig.signature.clear();
+            assert_eq!(receive(&mut rx, &no_sig), Err(TrustError::MissingSignature), "{kind:?}");
+        }
+        // Absent fields read as empty and get the same verdicts.
+        let bare = format!(r#"{{"type":"handshake_accept","node_id":{SENDER},"timestamp":{NOW}}}"#);
+        assert_eq!(
+            rx.receive(bare.as_bytes(), NOW, |_| Some(registry_key(1))),
+            Err(TrustError::MissingPublicKey)
+        );
+    }
+
+    #[test]
+    fn key_must_match_the_registry() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        // An impostor signs with its own key while claiming SENDER's node ID.
+        let impostor = HandshakeMessage::signed(HandshakeKind::Accept, SENDER, RECEIVER, &key(9), NOW as i64);
+        assert_eq!(receive(&mut rx, &impostor), Err(TrustError::KeyMismatch));
+        // The impostor pastes SENDER's key but cannot sign with it.
+        let mut pasted = impostor;
+        pasted.public_key = PublicKey(registry_key(1)).to_base64();
+        assert_eq!(receive(&mut rx, &pasted), Err(TrustError::BadSignature));
+    }
+
+    #[test]
+    fn tampered_fields_fail() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        // Another receiver: the challenge names RECEIVER.
+        let mut elsewhere = HandshakeReceiver::new(RECEIVER + 1);
+        assert_eq!(receive(&mut elsewhere, &request_at(NOW)), Err(TrustError::BadSignature));
+        // Re-addressed from another node that happens to use the same key.
+        let mut renumbered = request_at(NOW);
+        renumbered.node_id = SENDER + 1;
+        let got = rx.receive(&renumbered.encode().unwrap(), NOW, |_| Some(registry_key(1)));
+        assert_eq!(got, Err(TrustError::BadSignature));
+        // One flipped signature bit.
+        let mut flipped = request_at(NOW);
+        let mut sig = Signature::from_base64(&flipped.signature).unwrap();
+        sig.0[0] ^= 0x01;
+        flipped.signature = sig.to_base64();
+        assert_eq!(receive(&mut rx, &flipped), Err(TrustError::BadSignature));
+    }
+
+    #[test]
+    fn bad_encodings_have_their_own_verdicts() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        let mut bad_key = request_at(NOW);
+        bad_key.public_key = "not base64!".into();
+        assert_eq!(receive(&mut rx, &bad_key), Err(TrustError::InvalidPublicKey));
+        let mut bad_sig = request_at(NOW);
+        bad_sig.signature = "AAAA".into();
+        assert_eq!(receive(&mut rx, &bad_sig), Err(TrustError::InvalidSignatureEncoding));
+
+        assert!(matches!(rx.receive(b"[1]", NOW, |_| None), Err(TrustError::Malformed(_))));
+        assert!(matches!(rx.receive(b"{\"type\":", NOW, |_| None), Err(TrustError::Malformed(_))));
+        let no_node = format!(r#"{{"type":"handshake_request","timestamp":{NOW}}}"#);
+        assert!(matches!(rx.receive(no_node.as_bytes(), NOW, |_| None), Err(TrustError::Malformed(_))));
+        let unknown = format!(r#"{{"type":"handshake_hello","node_id":1,"timestamp":{NOW}}}"#);
+        assert_eq!(
+            rx.receive(unknown.as_bytes(), NOW, |_| None),
+            Err(TrustError::UnknownType("handshake_hello".into()))
+        );
+        let huge = alloc::vec![b' '; MAX_MESSAGE_BYTES + 1];
+        assert_eq!(rx.receive(&huge, NOW, |_| None), Err(TrustError::TooLarge { len: MAX_MESSAGE_BYTES + 1 }));
+        assert_eq!(receive(&mut rx, &request_at(NOW).with_reason("x".into())).map(|v| v.reason), Ok("x".into()));
+    }
+
+    #[test]
+    fn unknown_sender_is_refused_after_the_cheap_checks() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        let msg = request_at(NOW);
+        assert_eq!(rx.receive(&msg.encode().unwrap(), NOW, |_| None), Err(TrustError::UnknownNode));
+        // A stale message never reaches the lookup.
+        let stale = request_at(NOW - 1000);
+        let got = rx.receive(&stale.encode().unwrap(), NOW, |_| panic!("looked up a stale message"));
+        assert!(matches!(got, Err(TrustError::TooOld { .. })));
+    }
+
+    #[test]
+    fn authenticate_rechecks_time_and_replay() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        let bytes = request_at(NOW).encode().unwrap();
+        let first = rx.precheck(&bytes, NOW).unwrap();
+        let second = rx.precheck(&bytes, NOW).unwrap();
+        assert_eq!(first.node_id(), SENDER);
+        assert!(rx.authenticate(first, &registry_key(1), NOW + 2).is_ok());
+        assert_eq!(rx.authenticate(second, &registry_key(1), NOW + 2), Err(TrustError::Replay));
+
+        let late = rx.precheck(&request_at(NOW - 299).encode().unwrap(), NOW).unwrap();
+        assert_eq!(
+            rx.authenticate(late, &registry_key(1), NOW + 5),
+            Err(TrustError::TooOld { age_secs: 304 })
+        );
+    }
+
+    #[test]
+    fn justification_is_sanitized_on_receive() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        let msg = request_at(NOW).with_justification("hi\u{202E}dlrow\n\tthere\u{0}\u{200B} é 🙂".into());
+        assert_eq!(receive(&mut rx, &msg).unwrap().justification, "hidlrowthere é 🙂");
+    }
+
+    #[test]
+    fn sanitize_caps_bytes_without_splitting_characters() {
+        let long = "a".repeat(2000);
+        assert_eq!(sanitize_text(&long).len(), MAX_JUSTIFICATION_BYTES);
+        let edge = format!("{}é", "a".repeat(MAX_JUSTIFICATION_BYTES - 1));
+        assert_eq!(sanitize_text(&edge), "a".repeat(MAX_JUSTIFICATION_BYTES - 1));
+        // Dropped characters do not count toward the cap.
+        let noisy = format!("{}{}", "\u{7}".repeat(5000), "b".repeat(10));
+        assert_eq!(sanitize_text(&noisy), "b".repeat(10));
+        assert_eq!(sanitize_text("a\u{2028}b\u{00A0}c\u{E000}d\u{FFFF}e"), "abcde");
+    }
+
+    #[test]
+    fn replay_cache_is_bounded_and_expires() {
+        let mut cache = ReplayCache::new();
+        for i in 0..REPLAY_CACHE_CAPACITY {
+            let mut digest = [0u8; 32];
+            digest[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            cache.insert(digest, NOW).unwrap();
+        }
+        assert_eq!(cache.len(), REPLAY_CACHE_CAPACITY);
+        assert_eq!(cache.insert([0xFF; 32], NOW + 1), Err(TrustError::ReplayCacheFull));
+        assert_eq!(cache.insert([0; 32], NOW + 1), Err(TrustError::Replay));
+
+        let later = NOW + REPLAY_RETENTION.as_secs();
+        assert_eq!(cache.insert([0xFF; 32], later), Ok(()));
+        assert_eq!(cache.len(), 1);
+        cache.purge_expired(later + REPLAY_RETENTION.as_secs());
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn replay_cache_sweeps_entries_stuck_behind_a_clock_step() {
+        let mut cache = ReplayCache::new();
+        // The clock jumps forward and back: the first entry expires last.
+        cache.insert([1; 32], NOW + 1000).unwrap();
+        for i in 1..REPLAY_CACHE_CAPACITY {
+            let mut digest = [2u8; 32];
+            digest[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            cache.insert(digest, NOW).unwrap();
+        }
+        let after = NOW + REPLAY_RETENTION.as_secs();
+        assert_eq!(cache.insert([3; 32], after), Ok(()));
+        assert_eq!(cache.len(), 2);
+        assert!(cache.contains(&[1; 32]) && cache.contains(&[3; 32]));
+    }
+}
