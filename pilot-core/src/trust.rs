@@ -177,7 +177,8 @@ impl HandshakeMessage {
     /// Refuses messages above [`MAX_MESSAGE_BYTES`]; keep them within
     /// [`SINGLE_SEGMENT_BYTES`] to reach V-FORK peers.
     pub fn encode(&self) -> Result<Vec<u8>, TrustError> {
-        let json = serde_json::to_vec(self).map_err(|err| TrustError::Malformed(err.to_string()))?;
+        let json =
+            serde_json::to_vec(self).map_err(|err| TrustError::Malformed(err.to_string()))?;
         if json.len() > MAX_MESSAGE_BYTES {
             return Err(TrustError::TooLarge { len: json.len() });
         }
@@ -191,13 +192,16 @@ impl HandshakeMessage {
             return Err(TrustError::TooLarge { len: bytes.len() });
         }
         // serde would also read a struct from a JSON array; the wire carries an object.
-        let first = bytes.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        let first = bytes
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
         if first != Some(&b'{') {
             return Err(TrustError::Malformed("message is not a JSON object".into()));
         }
         let wire: WireMessage =
             serde_json::from_slice(bytes).map_err(|err| TrustError::Malformed(err.to_string()))?;
-        let kind = HandshakeKind::from_wire(&wire.kind).ok_or(TrustError::UnknownType(wire.kind))?;
+        let kind =
+            HandshakeKind::from_wire(&wire.kind).ok_or(TrustError::UnknownType(wire.kind))?;
         Ok(HandshakeMessage {
             kind,
             node_id: wire.node_id,
@@ -404,7 +408,10 @@ pub struct HandshakeReceiver {
 impl HandshakeReceiver {
     /// A receiver for messages addressed to `local_node`.
     pub fn new(local_node: u32) -> Self {
-        HandshakeReceiver { local_node, replay: ReplayCache::new() }
+        HandshakeReceiver {
+            local_node,
+            replay: ReplayCache::new(),
+        }
     }
 
     /// The node messages must be addressed to (the `<receiver>` of the challenge).
@@ -452,8 +459,8 @@ impl HandshakeReceiver {
         if message.signature.is_empty() {
             return Err(TrustError::MissingSignature);
         }
-        let claimed =
-            PublicKey::from_base64(&message.public_key).map_err(|_| TrustError::InvalidPublicKey)?;
+        let claimed = PublicKey::from_base64(&message.public_key)
+            .map_err(|_| TrustError::InvalidPublicKey)?;
         if !bool::from(claimed.0.ct_eq(registry_key)) {
             return Err(TrustError::KeyMismatch);
         }
@@ -500,7 +507,9 @@ impl HandshakeReceiver {
         let sent = i128::from(unverified.message.timestamp);
         let age = now - sent;
         if age > i128::from(MAX_MESSAGE_AGE.as_secs()) {
-            return Err(TrustError::TooOld { age_secs: u64::try_from(age).unwrap_or(u64::MAX) });
+            return Err(TrustError::TooOld {
+                age_secs: u64::try_from(age).unwrap_or(u64::MAX),
+            });
         }
         if -age > i128::from(MAX_CLOCK_SKEW.as_secs()) {
             return Err(TrustError::FromFuture {
@@ -561,7 +570,10 @@ impl fmt::Display for TrustError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TrustError::TooLarge { len } => {
-                write!(f, "handshake message of {len} bytes exceeds {MAX_MESSAGE_BYTES}")
+                write!(
+                    f,
+                    "handshake message of {len} bytes exceeds {MAX_MESSAGE_BYTES}"
+                )
             }
             TrustError::Malformed(detail) => write!(f, "malformed handshake message: {detail}"),
             TrustError::UnknownType(ty) => write!(f, "unknown handshake message type {ty:?}"),
@@ -589,7 +601,12 @@ impl std::error::Error for TrustError {}
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
 
     use super::*;
     use alloc::format;
@@ -618,8 +635,13 @@ mod tests {
         .with_justification("need to talk".into())
     }
 
-    fn receive(rx: &mut HandshakeReceiver, msg: &HandshakeMessage) -> Result<VerifiedHandshake, TrustError> {
-        rx.receive(&msg.encode().unwrap(), NOW, |node| (node == SENDER).then(|| registry_key(1)))
+    fn receive(
+        rx: &mut HandshakeReceiver,
+        msg: &HandshakeMessage,
+    ) -> Result<VerifiedHandshake, TrustError> {
+        rx.receive(&msg.encode().unwrap(), NOW, |node| {
+            (node == SENDER).then(|| registry_key(1))
+        })
     }
 
     #[test]
@@ -644,8 +666,14 @@ mod tests {
 
     #[test]
     fn every_kind_encodes_its_wire_type_and_round_trips() {
-        for kind in [HandshakeKind::Request, HandshakeKind::Accept, HandshakeKind::Reject, HandshakeKind::Revoke] {
-            let msg = HandshakeMessage::signed(kind, SENDER, RECEIVER, &key(1), 5).with_reason("r".into());
+        for kind in [
+            HandshakeKind::Request,
+            HandshakeKind::Accept,
+            HandshakeKind::Reject,
+            HandshakeKind::Revoke,
+        ] {
+            let msg = HandshakeMessage::signed(kind, SENDER, RECEIVER, &key(1), 5)
+                .with_reason("r".into());
             let bytes = msg.encode().unwrap();
             let value: Value = serde_json::from_slice(&bytes).unwrap();
             assert_eq!(value["type"], kind.as_str());
@@ -657,7 +685,10 @@ mod tests {
     fn signature_covers_sender_and_receiver() {
         let msg = request_at(NOW);
         let sig = Signature::from_base64(&msg.signature).unwrap();
-        assert_eq!(challenge::verify(&registry_key(1), "handshake:100:200", &sig), Ok(()));
+        assert_eq!(
+            challenge::verify(&registry_key(1), "handshake:100:200", &sig),
+            Ok(())
+        );
         assert_eq!(
             challenge::verify(&registry_key(1), "handshake:200:100", &sig),
             Err(RegistryError::BadSignature)
@@ -686,16 +717,31 @@ mod tests {
     fn timestamp_window_is_five_minutes_back_and_thirty_seconds_ahead() {
         let mut rx = HandshakeReceiver::new(RECEIVER);
         assert!(receive(&mut rx, &request_at(NOW - 300)).is_ok());
-        assert_eq!(receive(&mut rx, &request_at(NOW - 301)), Err(TrustError::TooOld { age_secs: 301 }));
+        assert_eq!(
+            receive(&mut rx, &request_at(NOW - 301)),
+            Err(TrustError::TooOld { age_secs: 301 })
+        );
         assert!(receive(&mut rx, &request_at(NOW + 30)).is_ok());
-        assert_eq!(receive(&mut rx, &request_at(NOW + 31)), Err(TrustError::FromFuture { ahead_secs: 31 }));
+        assert_eq!(
+            receive(&mut rx, &request_at(NOW + 31)),
+            Err(TrustError::FromFuture { ahead_secs: 31 })
+        );
         let ancient = request_at(0);
-        assert!(matches!(receive(&mut rx, &ancient), Err(TrustError::TooOld { .. })));
+        assert!(matches!(
+            receive(&mut rx, &ancient),
+            Err(TrustError::TooOld { .. })
+        ));
         let mut far = request_at(NOW);
         far.timestamp = i64::MIN;
-        assert!(matches!(receive(&mut rx, &far), Err(TrustError::TooOld { .. })));
+        assert!(matches!(
+            receive(&mut rx, &far),
+            Err(TrustError::TooOld { .. })
+        ));
         far.timestamp = i64::MAX;
-        assert!(matches!(receive(&mut rx, &far), Err(TrustError::FromFuture { .. })));
+        assert!(matches!(
+            receive(&mut rx, &far),
+            Err(TrustError::FromFuture { .. })
+        ));
     }
 
     #[test]
@@ -710,7 +756,11 @@ mod tests {
         let respelled = format!(
             "{{ \"timestamp\": {}, \"reason\": \"\", \"signature\": {}, \"justification\": {}, \
              \"public_key\": {}, \"node_id\": {}, \"type\": \"handshake_request\", \"x\": 1 }}",
-            value["timestamp"], value["signature"], value["justification"], value["public_key"], value["node_id"]
+            value["timestamp"],
+            value["signature"],
+            value["justification"],
+            value["public_key"],
+            value["node_id"]
         );
         let got = rx.receive(respelled.as_bytes(), NOW, |_| Some(registry_key(1)));
         assert_eq!(got, Err(TrustError::Replay));
@@ -720,7 +770,8 @@ mod tests {
     fn forged_messages_are_not_recorded() {
         let mut rx = HandshakeReceiver::new(RECEIVER);
         let mut forged = request_at(NOW);
-        forged.signature = HandshakeMessage::signed(HandshakeKind::Request, SENDER, 999, &key(1), 0).signature;
+        forged.signature =
+            HandshakeMessage::signed(HandshakeKind::Request, SENDER, 999, &key(1), 0).signature;
         assert_eq!(receive(&mut rx, &forged), Err(TrustError::BadSignature));
         assert!(rx.replay_cache().is_empty());
     }
@@ -728,13 +779,26 @@ mod tests {
     #[test]
     fn missing_public_key_or_signature_is_refused_for_every_kind() {
         let mut rx = HandshakeReceiver::new(RECEIVER);
-        for kind in [HandshakeKind::Request, HandshakeKind::Accept, HandshakeKind::Reject, HandshakeKind::Revoke] {
+        for kind in [
+            HandshakeKind::Request,
+            HandshakeKind::Accept,
+            HandshakeKind::Reject,
+            HandshakeKind::Revoke,
+        ] {
             let mut no_key = HandshakeMessage::signed(kind, SENDER, RECEIVER, &key(1), NOW as i64);
             no_key.public_key.clear();
-            assert_eq!(receive(&mut rx, &no_key), Err(TrustError::MissingPublicKey), "{kind:?}");
+            assert_eq!(
+                receive(&mut rx, &no_key),
+                Err(TrustError::MissingPublicKey),
+                "{kind:?}"
+            );
             let mut no_sig = HandshakeMessage::signed(kind, SENDER, RECEIVER, &key(1), NOW as i64);
             no_sig.signature.clear();
-            assert_eq!(receive(&mut rx, &no_sig), Err(TrustError::MissingSignature), "{kind:?}");
+            assert_eq!(
+                receive(&mut rx, &no_sig),
+                Err(TrustError::MissingSignature),
+                "{kind:?}"
+            );
         }
         // Absent fields read as empty and get the same verdicts.
         let bare = format!(r#"{{"type":"handshake_accept","node_id":{SENDER},"timestamp":{NOW}}}"#);
@@ -748,7 +812,8 @@ mod tests {
     fn key_must_match_the_registry() {
         let mut rx = HandshakeReceiver::new(RECEIVER);
         // An impostor signs with its own key while claiming SENDER's node ID.
-        let impostor = HandshakeMessage::signed(HandshakeKind::Accept, SENDER, RECEIVER, &key(9), NOW as i64);
+        let impostor =
+            HandshakeMessage::signed(HandshakeKind::Accept, SENDER, RECEIVER, &key(9), NOW as i64);
         assert_eq!(receive(&mut rx, &impostor), Err(TrustError::KeyMismatch));
         // The impostor pastes SENDER's key but cannot sign with it.
         let mut pasted = impostor;
@@ -761,11 +826,16 @@ mod tests {
         let mut rx = HandshakeReceiver::new(RECEIVER);
         // Another receiver: the challenge names RECEIVER.
         let mut elsewhere = HandshakeReceiver::new(RECEIVER + 1);
-        assert_eq!(receive(&mut elsewhere, &request_at(NOW)), Err(TrustError::BadSignature));
+        assert_eq!(
+            receive(&mut elsewhere, &request_at(NOW)),
+            Err(TrustError::BadSignature)
+        );
         // Re-addressed from another node that happens to use the same key.
         let mut renumbered = request_at(NOW);
         renumbered.node_id = SENDER + 1;
-        let got = rx.receive(&renumbered.encode().unwrap(), NOW, |_| Some(registry_key(1)));
+        let got = rx.receive(&renumbered.encode().unwrap(), NOW, |_| {
+            Some(registry_key(1))
+        });
         assert_eq!(got, Err(TrustError::BadSignature));
         // One flipped signature bit.
         let mut flipped = request_at(NOW);
@@ -780,33 +850,61 @@ mod tests {
         let mut rx = HandshakeReceiver::new(RECEIVER);
         let mut bad_key = request_at(NOW);
         bad_key.public_key = "not base64!".into();
-        assert_eq!(receive(&mut rx, &bad_key), Err(TrustError::InvalidPublicKey));
+        assert_eq!(
+            receive(&mut rx, &bad_key),
+            Err(TrustError::InvalidPublicKey)
+        );
         let mut bad_sig = request_at(NOW);
         bad_sig.signature = "AAAA".into();
-        assert_eq!(receive(&mut rx, &bad_sig), Err(TrustError::InvalidSignatureEncoding));
+        assert_eq!(
+            receive(&mut rx, &bad_sig),
+            Err(TrustError::InvalidSignatureEncoding)
+        );
 
-        assert!(matches!(rx.receive(b"[1]", NOW, |_| None), Err(TrustError::Malformed(_))));
-        assert!(matches!(rx.receive(b"{\"type\":", NOW, |_| None), Err(TrustError::Malformed(_))));
+        assert!(matches!(
+            rx.receive(b"[1]", NOW, |_| None),
+            Err(TrustError::Malformed(_))
+        ));
+        assert!(matches!(
+            rx.receive(b"{\"type\":", NOW, |_| None),
+            Err(TrustError::Malformed(_))
+        ));
         let no_node = format!(r#"{{"type":"handshake_request","timestamp":{NOW}}}"#);
-        assert!(matches!(rx.receive(no_node.as_bytes(), NOW, |_| None), Err(TrustError::Malformed(_))));
+        assert!(matches!(
+            rx.receive(no_node.as_bytes(), NOW, |_| None),
+            Err(TrustError::Malformed(_))
+        ));
         let unknown = format!(r#"{{"type":"handshake_hello","node_id":1,"timestamp":{NOW}}}"#);
         assert_eq!(
             rx.receive(unknown.as_bytes(), NOW, |_| None),
             Err(TrustError::UnknownType("handshake_hello".into()))
         );
         let huge = alloc::vec![b' '; MAX_MESSAGE_BYTES + 1];
-        assert_eq!(rx.receive(&huge, NOW, |_| None), Err(TrustError::TooLarge { len: MAX_MESSAGE_BYTES + 1 }));
-        assert_eq!(receive(&mut rx, &request_at(NOW).with_reason("x".into())).map(|v| v.reason), Ok("x".into()));
+        assert_eq!(
+            rx.receive(&huge, NOW, |_| None),
+            Err(TrustError::TooLarge {
+                len: MAX_MESSAGE_BYTES + 1
+            })
+        );
+        assert_eq!(
+            receive(&mut rx, &request_at(NOW).with_reason("x".into())).map(|v| v.reason),
+            Ok("x".into())
+        );
     }
 
     #[test]
     fn unknown_sender_is_refused_after_the_cheap_checks() {
         let mut rx = HandshakeReceiver::new(RECEIVER);
         let msg = request_at(NOW);
-        assert_eq!(rx.receive(&msg.encode().unwrap(), NOW, |_| None), Err(TrustError::UnknownNode));
+        assert_eq!(
+            rx.receive(&msg.encode().unwrap(), NOW, |_| None),
+            Err(TrustError::UnknownNode)
+        );
         // A stale message never reaches the lookup.
         let stale = request_at(NOW - 1000);
-        let got = rx.receive(&stale.encode().unwrap(), NOW, |_| panic!("looked up a stale message"));
+        let got = rx.receive(&stale.encode().unwrap(), NOW, |_| {
+            panic!("looked up a stale message")
+        });
         assert!(matches!(got, Err(TrustError::TooOld { .. })));
     }
 
@@ -818,9 +916,14 @@ mod tests {
         let second = rx.precheck(&bytes, NOW).unwrap();
         assert_eq!(first.node_id(), SENDER);
         assert!(rx.authenticate(first, &registry_key(1), NOW + 2).is_ok());
-        assert_eq!(rx.authenticate(second, &registry_key(1), NOW + 2), Err(TrustError::Replay));
+        assert_eq!(
+            rx.authenticate(second, &registry_key(1), NOW + 2),
+            Err(TrustError::Replay)
+        );
 
-        let late = rx.precheck(&request_at(NOW - 299).encode().unwrap(), NOW).unwrap();
+        let late = rx
+            .precheck(&request_at(NOW - 299).encode().unwrap(), NOW)
+            .unwrap();
         assert_eq!(
             rx.authenticate(late, &registry_key(1), NOW + 5),
             Err(TrustError::TooOld { age_secs: 304 })
@@ -830,8 +933,12 @@ mod tests {
     #[test]
     fn justification_is_sanitized_on_receive() {
         let mut rx = HandshakeReceiver::new(RECEIVER);
-        let msg = request_at(NOW).with_justification("hi\u{202E}dlrow\n\tthere\u{0}\u{200B} é 🙂".into());
-        assert_eq!(receive(&mut rx, &msg).unwrap().justification, "hidlrowthere é 🙂");
+        let msg =
+            request_at(NOW).with_justification("hi\u{202E}dlrow\n\tthere\u{0}\u{200B} é 🙂".into());
+        assert_eq!(
+            receive(&mut rx, &msg).unwrap().justification,
+            "hidlrowthere é 🙂"
+        );
     }
 
     #[test]
@@ -839,11 +946,17 @@ mod tests {
         let long = "a".repeat(2000);
         assert_eq!(sanitize_text(&long).len(), MAX_JUSTIFICATION_BYTES);
         let edge = format!("{}é", "a".repeat(MAX_JUSTIFICATION_BYTES - 1));
-        assert_eq!(sanitize_text(&edge), "a".repeat(MAX_JUSTIFICATION_BYTES - 1));
+        assert_eq!(
+            sanitize_text(&edge),
+            "a".repeat(MAX_JUSTIFICATION_BYTES - 1)
+        );
         // Dropped characters do not count toward the cap.
         let noisy = format!("{}{}", "\u{7}".repeat(5000), "b".repeat(10));
         assert_eq!(sanitize_text(&noisy), "b".repeat(10));
-        assert_eq!(sanitize_text("a\u{2028}b\u{00A0}c\u{E000}d\u{FFFF}e"), "abcde");
+        assert_eq!(
+            sanitize_text("a\u{2028}b\u{00A0}c\u{E000}d\u{FFFF}e"),
+            "abcde"
+        );
     }
 
     #[test]
@@ -855,7 +968,10 @@ mod tests {
             cache.insert(digest, NOW).unwrap();
         }
         assert_eq!(cache.len(), REPLAY_CACHE_CAPACITY);
-        assert_eq!(cache.insert([0xFF; 32], NOW + 1), Err(TrustError::ReplayCacheFull));
+        assert_eq!(
+            cache.insert([0xFF; 32], NOW + 1),
+            Err(TrustError::ReplayCacheFull)
+        );
         assert_eq!(cache.insert([0; 32], NOW + 1), Err(TrustError::Replay));
 
         let later = NOW + REPLAY_RETENTION.as_secs();

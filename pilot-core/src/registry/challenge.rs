@@ -122,7 +122,12 @@ pub fn verify(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
 
     use super::*;
 
@@ -137,7 +142,10 @@ mod tests {
             register("203.0.113.7:41000", &pk),
             "register:203.0.113.7:41000:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
         );
-        assert_eq!(register("", &pk), "register::AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        assert_eq!(
+            register("", &pk),
+            "register::AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+        );
         assert_eq!(resolve(7, 4_294_967_295), "resolve:7:4294967295");
         assert_eq!(heartbeat(42, None), "heartbeat:42");
         assert_eq!(heartbeat(42, Some("1.2.3.4:5")), "heartbeat:42:1.2.3.4:5");
@@ -169,12 +177,21 @@ mod tests {
         let signer = key(1);
         let public = signer.verifying_key().to_bytes();
         let sig = sign(&signer, "resolve:1:2");
-        assert_eq!(verify(&public, "resolve:2:1", &sig), Err(RegistryError::BadSignature));
+        assert_eq!(
+            verify(&public, "resolve:2:1", &sig),
+            Err(RegistryError::BadSignature)
+        );
         let other = key(2).verifying_key().to_bytes();
-        assert_eq!(verify(&other, "resolve:1:2", &sig), Err(RegistryError::BadSignature));
+        assert_eq!(
+            verify(&other, "resolve:1:2", &sig),
+            Err(RegistryError::BadSignature)
+        );
         let mut flipped = sig;
         flipped.0[10] ^= 1;
-        assert_eq!(verify(&public, "resolve:1:2", &flipped), Err(RegistryError::BadSignature));
+        assert_eq!(
+            verify(&public, "resolve:1:2", &flipped),
+            Err(RegistryError::BadSignature)
+        );
     }
 
     #[test]
@@ -183,6 +200,9 @@ mod tests {
         // y = 2 has no x on the curve, so these bytes do not decompress.
         let mut bogus = [0u8; 32];
         bogus[0] = 2;
-        assert_eq!(verify(&bogus, "x", &sig), Err(RegistryError::InvalidPublicKey));
+        assert_eq!(
+            verify(&bogus, "x", &sig),
+            Err(RegistryError::InvalidPublicKey)
+        );
     }
 }

@@ -31,7 +31,9 @@ pub struct Signature(pub [u8; SIGNATURE_BYTES]);
 impl PublicKey {
     /// Decodes the standard-base64 text form.
     pub fn from_base64(text: &str) -> Result<Self, RegistryError> {
-        decode_fixed(text).map(PublicKey).ok_or(RegistryError::InvalidPublicKey)
+        decode_fixed(text)
+            .map(PublicKey)
+            .ok_or(RegistryError::InvalidPublicKey)
     }
 
     /// The standard-base64 text form: what goes on the wire and into `register:` challenges.
@@ -43,7 +45,9 @@ impl PublicKey {
 impl Signature {
     /// Decodes the standard-base64 text form.
     pub fn from_base64(text: &str) -> Result<Self, RegistryError> {
-        decode_fixed(text).map(Signature).ok_or(RegistryError::InvalidSignatureEncoding)
+        decode_fixed(text)
+            .map(Signature)
+            .ok_or(RegistryError::InvalidSignatureEncoding)
     }
 
     /// The standard-base64 text form.
@@ -106,19 +110,28 @@ impl<const N: usize> Visitor<'_> for FixedBase64<N> {
 
 impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(FixedBase64("an Ed25519 public key")).map(PublicKey)
+        deserializer
+            .deserialize_str(FixedBase64("an Ed25519 public key"))
+            .map(PublicKey)
     }
 }
 
 impl<'de> Deserialize<'de> for Signature {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(FixedBase64("an Ed25519 signature")).map(Signature)
+        deserializer
+            .deserialize_str(FixedBase64("an Ed25519 signature"))
+            .map(Signature)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
 
     use super::*;
 
@@ -144,8 +157,15 @@ mod tests {
             String::from("BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwd="),
         ];
         for text in &cases {
-            assert_eq!(PublicKey::from_base64(text), Err(RegistryError::InvalidPublicKey), "{text}");
-            assert!(serde_json::from_value::<PublicKey>(serde_json::Value::from(text.as_str())).is_err());
+            assert_eq!(
+                PublicKey::from_base64(text),
+                Err(RegistryError::InvalidPublicKey),
+                "{text}"
+            );
+            assert!(
+                serde_json::from_value::<PublicKey>(serde_json::Value::from(text.as_str()))
+                    .is_err()
+            );
         }
         assert!(serde_json::from_str::<PublicKey>("12").is_err());
     }

@@ -42,7 +42,9 @@ pub fn encode_message<T: Serialize + ?Sized>(message: &T) -> Result<Vec<u8>, Reg
 fn checked_len(len: usize) -> Result<u32, RegistryError> {
     match u32::try_from(len) {
         Ok(declared) if len <= MAX_MESSAGE_BYTES => Ok(declared),
-        _ => Err(RegistryError::MessageTooLarge { declared: u64::try_from(len).unwrap_or(u64::MAX) }),
+        _ => Err(RegistryError::MessageTooLarge {
+            declared: u64::try_from(len).unwrap_or(u64::MAX),
+        }),
     }
 }
 
@@ -96,7 +98,11 @@ impl FrameReader {
         let declared = u32::from_be_bytes(*prefix);
         let body_len = match usize::try_from(declared) {
             Ok(len) if len <= MAX_MESSAGE_BYTES => len,
-            _ => return Err(self.fail(RegistryError::MessageTooLarge { declared: declared.into() })),
+            _ => {
+                return Err(self.fail(RegistryError::MessageTooLarge {
+                    declared: declared.into(),
+                }))
+            }
         };
         let Some(body) = rest.get(..body_len) else {
             return Ok(None);
@@ -131,7 +137,12 @@ impl FrameReader {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )]
 
     use super::*;
 
@@ -173,7 +184,9 @@ mod tests {
         let mut reader = FrameReader::new();
         let too_big = u32::try_from(MAX_MESSAGE_BYTES + 1).unwrap();
         reader.push(&too_big.to_be_bytes());
-        let err = RegistryError::MessageTooLarge { declared: too_big.into() };
+        let err = RegistryError::MessageTooLarge {
+            declared: too_big.into(),
+        };
         assert_eq!(reader.next_message(), Err(err.clone()));
         reader.push(&encode_frame(b"{}").unwrap());
         assert_eq!(reader.next_message(), Err(err));

@@ -22,9 +22,13 @@ pub(super) struct Envelope<'a> {
 /// Reads the envelope of one JSON body, which must be a single JSON object.
 pub(super) fn message_type(json: &[u8]) -> Result<Envelope<'_>, RegistryError> {
     // serde would also read a struct from a JSON array; spec §9.1 says object.
-    let first = json.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    let first = json
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
     if first != Some(&b'{') {
-        return Err(RegistryError::MalformedJson("message is not a JSON object".into()));
+        return Err(RegistryError::MalformedJson(
+            "message is not a JSON object".into(),
+        ));
     }
     serde_json::from_slice(json).map_err(|err| map_error(&err, ""))
 }

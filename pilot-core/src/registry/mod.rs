@@ -40,7 +40,9 @@ use alloc::string::{String, ToString};
 use core::fmt;
 
 pub use encoding::{PublicKey, Signature, PUBLIC_KEY_BYTES, SIGNATURE_BYTES};
-pub use framing::{encode_frame, encode_message, FrameReader, LENGTH_PREFIX_BYTES, MAX_MESSAGE_BYTES};
+pub use framing::{
+    encode_frame, encode_message, FrameReader, LENGTH_PREFIX_BYTES, MAX_MESSAGE_BYTES,
+};
 pub use request::{
     CheckTrust, Deregister, Endpoint, Heartbeat, ListNodes, Lookup, PollHandshakes, Register,
     ReportTrust, Request, RequestHandshake, Resolve, RespondHandshake, RevokeTrust, SetHostname,
@@ -99,12 +101,18 @@ impl fmt::Display for RegistryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RegistryError::MessageTooLarge { declared } => {
-                write!(f, "registry message of {declared} bytes exceeds {MAX_MESSAGE_BYTES}")
+                write!(
+                    f,
+                    "registry message of {declared} bytes exceeds {MAX_MESSAGE_BYTES}"
+                )
             }
             RegistryError::MalformedJson(detail) => write!(f, "malformed registry JSON: {detail}"),
             RegistryError::MissingType => f.write_str("registry message has no \"type\""),
             RegistryError::UnknownType(ty) => write!(f, "unknown registry message type {ty:?}"),
-            RegistryError::InvalidMessage { message_type, detail } => {
+            RegistryError::InvalidMessage {
+                message_type,
+                detail,
+            } => {
                 write!(f, "invalid registry message {message_type:?}: {detail}")
             }
             RegistryError::InvalidPublicKey => f.write_str("invalid Ed25519 public key"),

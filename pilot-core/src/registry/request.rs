@@ -37,13 +37,21 @@ pub struct Register {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// LAN addresses, for same-network peer detection.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub lan_addrs: Vec<String>,
     /// Software version, informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// Extra transport endpoints (V-FORK registries).
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub endpoints: Vec<Endpoint>,
     /// V-NEW: hide `real_addr` from peers; the node is reached through the beacon only.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -102,7 +110,11 @@ impl Resolve {
     /// `requester` asks for `node`'s address.
     pub fn signed(requester: u32, node: u32, key: &SigningKey) -> Self {
         let signature = challenge::sign(key, &challenge::resolve(requester, node));
-        Resolve { node_id: node, requester_id: requester, signature }
+        Resolve {
+            node_id: node,
+            requester_id: requester,
+            signature,
+        }
     }
 }
 
@@ -125,7 +137,11 @@ impl Heartbeat {
     /// not accept the extended challenge.
     pub fn signed(node: u32, listen_addr: Option<String>, key: &SigningKey) -> Self {
         let signature = challenge::sign(key, &challenge::heartbeat(node, listen_addr.as_deref()));
-        Heartbeat { node_id: node, listen_addr, signature }
+        Heartbeat {
+            node_id: node,
+            listen_addr,
+            signature,
+        }
     }
 }
 
@@ -141,7 +157,10 @@ pub struct Deregister {
 impl Deregister {
     /// `node` deregisters itself.
     pub fn signed(node: u32, key: &SigningKey) -> Self {
-        Deregister { node_id: node, signature: challenge::sign(key, &challenge::deregister(node)) }
+        Deregister {
+            node_id: node,
+            signature: challenge::sign(key, &challenge::deregister(node)),
+        }
     }
 }
 
@@ -160,7 +179,11 @@ impl SetHostname {
     /// `node` claims `hostname`.
     pub fn signed(node: u32, hostname: String, key: &SigningKey) -> Self {
         let signature = challenge::sign(key, &challenge::set_hostname(node));
-        SetHostname { node_id: node, hostname, signature }
+        SetHostname {
+            node_id: node,
+            hostname,
+            signature,
+        }
     }
 }
 
@@ -189,7 +212,11 @@ impl ReportTrust {
     /// `node` reports that it trusts `peer`.
     pub fn signed(node: u32, peer: u32, key: &SigningKey) -> Self {
         let signature = challenge::sign(key, &challenge::report_trust(node, peer));
-        ReportTrust { node_id: node, peer_id: peer, signature }
+        ReportTrust {
+            node_id: node,
+            peer_id: peer,
+            signature,
+        }
     }
 }
 
@@ -208,7 +235,11 @@ impl RevokeTrust {
     /// `node` revokes its trust in `peer`.
     pub fn signed(node: u32, peer: u32, key: &SigningKey) -> Self {
         let signature = challenge::sign(key, &challenge::revoke_trust(node, peer));
-        RevokeTrust { node_id: node, peer_id: peer, signature }
+        RevokeTrust {
+            node_id: node,
+            peer_id: peer,
+            signature,
+        }
     }
 }
 
@@ -231,7 +262,12 @@ impl RequestHandshake {
     /// `from` asks `to` for trust.
     pub fn signed(from: u32, to: u32, justification: String, key: &SigningKey) -> Self {
         let signature = challenge::sign(key, &challenge::handshake(from, to));
-        RequestHandshake { from_node_id: from, to_node_id: to, justification, signature }
+        RequestHandshake {
+            from_node_id: from,
+            to_node_id: to,
+            justification,
+            signature,
+        }
     }
 }
 
@@ -248,7 +284,10 @@ impl PollHandshakes {
     /// `node` polls its inbox.
     pub fn signed(node: u32, key: &SigningKey) -> Self {
         let signature = challenge::sign(key, &challenge::poll_handshakes(node));
-        PollHandshakes { node_id: node, signature }
+        PollHandshakes {
+            node_id: node,
+            signature,
+        }
     }
 }
 
@@ -269,7 +308,12 @@ impl RespondHandshake {
     /// `node` answers `peer`'s request.
     pub fn signed(node: u32, peer: u32, accept: bool, key: &SigningKey) -> Self {
         let signature = challenge::sign(key, &challenge::respond(node, peer));
-        RespondHandshake { node_id: node, peer_id: peer, accept, signature }
+        RespondHandshake {
+            node_id: node,
+            peer_id: peer,
+            accept,
+            signature,
+        }
     }
 }
 
@@ -320,14 +364,26 @@ macro_rules! signed_request {
 }
 
 signed_request!(Resolve, |r| challenge::resolve(r.requester_id, r.node_id));
-signed_request!(Heartbeat, |r| challenge::heartbeat(r.node_id, r.listen_addr.as_deref()));
+signed_request!(Heartbeat, |r| challenge::heartbeat(
+    r.node_id,
+    r.listen_addr.as_deref()
+));
 signed_request!(Deregister, |r| challenge::deregister(r.node_id));
 signed_request!(SetHostname, |r| challenge::set_hostname(r.node_id));
-signed_request!(ReportTrust, |r| challenge::report_trust(r.node_id, r.peer_id));
-signed_request!(RevokeTrust, |r| challenge::revoke_trust(r.node_id, r.peer_id));
-signed_request!(RequestHandshake, |r| challenge::handshake(r.from_node_id, r.to_node_id));
+signed_request!(ReportTrust, |r| challenge::report_trust(
+    r.node_id, r.peer_id
+));
+signed_request!(RevokeTrust, |r| challenge::revoke_trust(
+    r.node_id, r.peer_id
+));
+signed_request!(RequestHandshake, |r| challenge::handshake(
+    r.from_node_id,
+    r.to_node_id
+));
 signed_request!(PollHandshakes, |r| challenge::poll_handshakes(r.node_id));
-signed_request!(RespondHandshake, |r| challenge::respond(r.node_id, r.peer_id));
+signed_request!(RespondHandshake, |r| challenge::respond(
+    r.node_id, r.peer_id
+));
 
 /// Any registry request, tagged by its `"type"` field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

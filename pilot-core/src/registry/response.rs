@@ -63,7 +63,11 @@ pub struct LookupOk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Capability tags.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tags: Vec<String>,
     /// Advertises task execution.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -81,7 +85,11 @@ pub struct LookupOk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// Public nodes only: extra transport endpoints.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub endpoints: Vec<Endpoint>,
     /// V-NEW: the node is reachable through the beacon only.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -99,10 +107,18 @@ pub struct ResolveOk {
     /// Its Ed25519 identity key.
     pub public_key: PublicKey,
     /// Extra transport endpoints.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub endpoints: Vec<Endpoint>,
     /// LAN addresses.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub lan_addrs: Vec<String>,
     /// Age of the node's current key, in days.
     #[serde(default, skip_serializing_if = "Option::is_none")]

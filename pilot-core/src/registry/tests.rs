@@ -1,6 +1,11 @@
 //! Message-level tests: JSON shapes against spec §9, signatures, decoding verdicts.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -39,7 +44,10 @@ fn sig_of(value: &Value) -> Signature {
 fn assert_round_trip(request: &Request) {
     let frame = request.encode().unwrap();
     assert_eq!(&Request::decode(&frame[4..]).unwrap(), request);
-    assert_eq!(&serde_json::from_slice::<Request>(&frame[4..]).unwrap(), request);
+    assert_eq!(
+        &serde_json::from_slice::<Request>(&frame[4..]).unwrap(),
+        request
+    );
 }
 
 #[test]
@@ -50,7 +58,10 @@ fn register_matches_spec_example_field_for_field() {
     reg.hostname = Some("my-agent".into());
     reg.lan_addrs = vec!["192.168.1.5:41000".into()];
     reg.version = Some("v1.x".into());
-    reg.endpoints = vec![Endpoint { network: "tcp".into(), addr: "host:port".into() }];
+    reg.endpoints = vec![Endpoint {
+        network: "tcp".into(),
+        addr: "host:port".into(),
+    }];
     reg.relay_only = true;
     let request = Request::Register(reg.clone());
     let got = request_json(&request);
@@ -68,7 +79,10 @@ fn register_matches_spec_example_field_for_field() {
         "signature": got["signature"].clone(),
     });
     assert_eq!(got, expected);
-    assert_eq!(reg.challenge(), alloc::format!("register:203.0.113.7:41000:{}", b64(&k)));
+    assert_eq!(
+        reg.challenge(),
+        alloc::format!("register:203.0.113.7:41000:{}", b64(&k))
+    );
     assert_round_trip(&request);
 }
 
@@ -101,11 +115,17 @@ fn register_proof_of_possession_verifies_and_binds_addr_and_key() {
 
     let mut swapped = reg.clone();
     swapped.public_key = PublicKey(pk(&key(2)));
-    assert_eq!(swapped.verify_possession(), Err(RegistryError::BadSignature));
+    assert_eq!(
+        swapped.verify_possession(),
+        Err(RegistryError::BadSignature)
+    );
 
     let mut unsigned = reg;
     unsigned.signature = None;
-    assert_eq!(unsigned.verify_possession(), Err(RegistryError::MissingSignature));
+    assert_eq!(
+        unsigned.verify_possession(),
+        Err(RegistryError::MissingSignature)
+    );
     // Unsigned registrations (older clients) still decode.
     assert_round_trip(&Request::Register(unsigned));
 }
@@ -113,7 +133,10 @@ fn register_proof_of_possession_verifies_and_binds_addr_and_key() {
 #[test]
 fn lookup_is_unsigned() {
     let request = Request::Lookup(Lookup { node_id: 42 });
-    assert_eq!(request_json(&request), json!({"type": "lookup", "node_id": 42}));
+    assert_eq!(
+        request_json(&request),
+        json!({"type": "lookup", "node_id": 42})
+    );
     assert!(request.as_signed().is_none());
     assert_round_trip(&request);
 }
@@ -129,13 +152,22 @@ fn resolve_shape_and_signature() {
         json!({"type": "resolve", "node_id": 42, "requester_id": 7, "signature": got["signature"].clone()})
     );
     assert_eq!(resolve.challenge(), "resolve:7:42");
-    assert_eq!(challenge::verify(&pk(&k), "resolve:7:42", &sig_of(&got)), Ok(()));
+    assert_eq!(
+        challenge::verify(&pk(&k), "resolve:7:42", &sig_of(&got)),
+        Ok(())
+    );
     assert_eq!(request.as_signed().unwrap().verify(&pk(&k)), Ok(()));
-    assert_eq!(resolve.verify(&pk(&key(4))), Err(RegistryError::BadSignature));
+    assert_eq!(
+        resolve.verify(&pk(&key(4))),
+        Err(RegistryError::BadSignature)
+    );
 
     let mut other_requester = resolve;
     other_requester.requester_id = 8;
-    assert_eq!(other_requester.verify(&pk(&k)), Err(RegistryError::BadSignature));
+    assert_eq!(
+        other_requester.verify(&pk(&k)),
+        Err(RegistryError::BadSignature)
+    );
     assert_round_trip(&request);
 }
 
@@ -148,7 +180,10 @@ fn heartbeat_with_and_without_listen_addr() {
         got,
         json!({"type": "heartbeat", "node_id": 9, "signature": got["signature"].clone()})
     );
-    assert_eq!(challenge::verify(&pk(&k), "heartbeat:9", &sig_of(&got)), Ok(()));
+    assert_eq!(
+        challenge::verify(&pk(&k), "heartbeat:9", &sig_of(&got)),
+        Ok(())
+    );
 
     let moved = Heartbeat::signed(9, Some("198.51.100.1:4000".into()), &k);
     let got = request_json(&Request::Heartbeat(moved.clone()));
@@ -178,8 +213,14 @@ fn deregister_and_set_hostname_shapes() {
     let k = key(6);
     let dereg = Deregister::signed(11, &k);
     let got = request_json(&Request::Deregister(dereg.clone()));
-    assert_eq!(got, json!({"type": "deregister", "node_id": 11, "signature": got["signature"].clone()}));
-    assert_eq!(challenge::verify(&pk(&k), "deregister:11", &sig_of(&got)), Ok(()));
+    assert_eq!(
+        got,
+        json!({"type": "deregister", "node_id": 11, "signature": got["signature"].clone()})
+    );
+    assert_eq!(
+        challenge::verify(&pk(&k), "deregister:11", &sig_of(&got)),
+        Ok(())
+    );
 
     let rename = SetHostname::signed(11, "edge-worker".into(), &k);
     let got = request_json(&Request::SetHostname(rename.clone()));
@@ -188,7 +229,10 @@ fn deregister_and_set_hostname_shapes() {
         json!({"type": "set_hostname", "node_id": 11, "hostname": "edge-worker",
                "signature": got["signature"].clone()})
     );
-    assert_eq!(challenge::verify(&pk(&k), "set_hostname:11", &sig_of(&got)), Ok(()));
+    assert_eq!(
+        challenge::verify(&pk(&k), "set_hostname:11", &sig_of(&got)),
+        Ok(())
+    );
     let mut other_node = rename.clone();
     other_node.node_id = 12;
     assert_eq!(other_node.verify(&pk(&k)), Err(RegistryError::BadSignature));
@@ -198,8 +242,14 @@ fn deregister_and_set_hostname_shapes() {
 
 #[test]
 fn check_trust_is_unsigned() {
-    let request = Request::CheckTrust(CheckTrust { node_id: 1, peer_id: 2 });
-    assert_eq!(request_json(&request), json!({"type": "check_trust", "node_id": 1, "peer_id": 2}));
+    let request = Request::CheckTrust(CheckTrust {
+        node_id: 1,
+        peer_id: 2,
+    });
+    assert_eq!(
+        request_json(&request),
+        json!({"type": "check_trust", "node_id": 1, "peer_id": 2})
+    );
     assert!(request.as_signed().is_none());
     assert_round_trip(&request);
 }
@@ -214,16 +264,26 @@ fn report_and_revoke_trust_sign_different_challenges() {
         got,
         json!({"type": "report_trust", "node_id": 1, "peer_id": 2, "signature": got["signature"].clone()})
     );
-    assert_eq!(challenge::verify(&pk(&k), "report_trust:1:2", &sig_of(&got)), Ok(()));
+    assert_eq!(
+        challenge::verify(&pk(&k), "report_trust:1:2", &sig_of(&got)),
+        Ok(())
+    );
     let got = request_json(&Request::RevokeTrust(revoke.clone()));
     assert_eq!(
         got,
         json!({"type": "revoke_trust", "node_id": 1, "peer_id": 2, "signature": got["signature"].clone()})
     );
-    assert_eq!(challenge::verify(&pk(&k), "revoke_trust:1:2", &sig_of(&got)), Ok(()));
+    assert_eq!(
+        challenge::verify(&pk(&k), "revoke_trust:1:2", &sig_of(&got)),
+        Ok(())
+    );
 
     // A report's signature cannot be replayed as a revocation.
-    let forged = RevokeTrust { node_id: 1, peer_id: 2, signature: report.signature };
+    let forged = RevokeTrust {
+        node_id: 1,
+        peer_id: 2,
+        signature: report.signature,
+    };
     assert_eq!(forged.verify(&pk(&k)), Err(RegistryError::BadSignature));
     assert_round_trip(&Request::ReportTrust(report));
     assert_round_trip(&Request::RevokeTrust(revoke));
@@ -239,7 +299,10 @@ fn request_handshake_shape_and_signature() {
         json!({"type": "request_handshake", "from_node_id": 100, "to_node_id": 200,
                "justification": "let me in", "signature": got["signature"].clone()})
     );
-    assert_eq!(challenge::verify(&pk(&k), "handshake:100:200", &sig_of(&got)), Ok(()));
+    assert_eq!(
+        challenge::verify(&pk(&k), "handshake:100:200", &sig_of(&got)),
+        Ok(())
+    );
     let mut reversed = req.clone();
     core::mem::swap(&mut reversed.from_node_id, &mut reversed.to_node_id);
     assert_eq!(reversed.verify(&pk(&k)), Err(RegistryError::BadSignature));
@@ -251,8 +314,14 @@ fn poll_and_respond_handshake_shapes() {
     let k = key(9);
     let poll = PollHandshakes::signed(200, &k);
     let got = request_json(&Request::PollHandshakes(poll.clone()));
-    assert_eq!(got, json!({"type": "poll_handshakes", "node_id": 200, "signature": got["signature"].clone()}));
-    assert_eq!(challenge::verify(&pk(&k), "poll_handshakes:200", &sig_of(&got)), Ok(()));
+    assert_eq!(
+        got,
+        json!({"type": "poll_handshakes", "node_id": 200, "signature": got["signature"].clone()})
+    );
+    assert_eq!(
+        challenge::verify(&pk(&k), "poll_handshakes:200", &sig_of(&got)),
+        Ok(())
+    );
 
     let respond = RespondHandshake::signed(200, 100, true, &k);
     let got = request_json(&Request::RespondHandshake(respond.clone()));
@@ -261,7 +330,10 @@ fn poll_and_respond_handshake_shapes() {
         json!({"type": "respond_handshake", "node_id": 200, "peer_id": 100, "accept": true,
                "signature": got["signature"].clone()})
     );
-    assert_eq!(challenge::verify(&pk(&k), "respond:200:100", &sig_of(&got)), Ok(()));
+    assert_eq!(
+        challenge::verify(&pk(&k), "respond:200:100", &sig_of(&got)),
+        Ok(())
+    );
     let mut other_peer = respond.clone();
     other_peer.peer_id = 101;
     assert_eq!(other_peer.verify(&pk(&k)), Err(RegistryError::BadSignature));
@@ -272,7 +344,10 @@ fn poll_and_respond_handshake_shapes() {
 #[test]
 fn list_nodes_shape() {
     let request = Request::ListNodes(ListNodes { network_id: 3 });
-    assert_eq!(request_json(&request), json!({"type": "list_nodes", "network_id": 3}));
+    assert_eq!(
+        request_json(&request),
+        json!({"type": "list_nodes", "network_id": 3})
+    );
     assert_round_trip(&request);
 }
 
@@ -286,7 +361,10 @@ fn type_names_match_the_serialized_tag() {
         Request::Heartbeat(Heartbeat::signed(1, None, &k)),
         Request::Deregister(Deregister::signed(1, &k)),
         Request::SetHostname(SetHostname::signed(1, "h".into(), &k)),
-        Request::CheckTrust(CheckTrust { node_id: 1, peer_id: 2 }),
+        Request::CheckTrust(CheckTrust {
+            node_id: 1,
+            peer_id: 2,
+        }),
         Request::ReportTrust(ReportTrust::signed(1, 2, &k)),
         Request::RevokeTrust(RevokeTrust::signed(1, 2, &k)),
         Request::RequestHandshake(RequestHandshake::signed(1, 2, String::new(), &k)),
@@ -296,7 +374,10 @@ fn type_names_match_the_serialized_tag() {
     ];
     for request in &all {
         assert_eq!(request_json(request)["type"], request.type_name());
-        assert_eq!(request.ok_type_name(), alloc::format!("{}_ok", request.type_name()));
+        assert_eq!(
+            request.ok_type_name(),
+            alloc::format!("{}_ok", request.type_name())
+        );
         if let Some(signed) = request.as_signed() {
             assert_eq!(signed.verify(&pk(&k)), Ok(()), "{}", request.type_name());
         }
@@ -305,14 +386,26 @@ fn type_names_match_the_serialized_tag() {
 
 #[test]
 fn request_decode_verdicts_are_distinct() {
-    assert_eq!(Request::decode(br#"{"node_id":1}"#), Err(RegistryError::MissingType));
+    assert_eq!(
+        Request::decode(br#"{"node_id":1}"#),
+        Err(RegistryError::MissingType)
+    );
     assert_eq!(
         Request::decode(br#"{"type":"rotate_key","node_id":1}"#),
         Err(RegistryError::UnknownType("rotate_key".into()))
     );
-    assert!(matches!(Request::decode(b"[\"lookup\",1]"), Err(RegistryError::MalformedJson(_))));
-    assert!(matches!(Request::decode(b"{\"type\":\"lookup\""), Err(RegistryError::MalformedJson(_))));
-    assert!(matches!(Request::decode(b""), Err(RegistryError::MalformedJson(_))));
+    assert!(matches!(
+        Request::decode(b"[\"lookup\",1]"),
+        Err(RegistryError::MalformedJson(_))
+    ));
+    assert!(matches!(
+        Request::decode(b"{\"type\":\"lookup\""),
+        Err(RegistryError::MalformedJson(_))
+    ));
+    assert!(matches!(
+        Request::decode(b""),
+        Err(RegistryError::MalformedJson(_))
+    ));
     assert!(matches!(
         Request::decode(br#"{"type":"lookup","node_id":1} x"#),
         Err(RegistryError::MalformedJson(_))
@@ -323,15 +416,32 @@ fn request_decode_verdicts_are_distinct() {
         "{missing_field:?}"
     );
     // Node IDs are u32: negative, fractional and too-large numbers are refused.
-    for bad in [r#"{"type":"lookup","node_id":-1}"#, r#"{"type":"lookup","node_id":1.5}"#,
-                r#"{"type":"lookup","node_id":4294967296}"#, r#"{"type":"lookup","node_id":"1"}"#] {
-        assert!(matches!(Request::decode(bad.as_bytes()), Err(RegistryError::InvalidMessage { .. })), "{bad}");
+    for bad in [
+        r#"{"type":"lookup","node_id":-1}"#,
+        r#"{"type":"lookup","node_id":1.5}"#,
+        r#"{"type":"lookup","node_id":4294967296}"#,
+        r#"{"type":"lookup","node_id":"1"}"#,
+    ] {
+        assert!(
+            matches!(
+                Request::decode(bad.as_bytes()),
+                Err(RegistryError::InvalidMessage { .. })
+            ),
+            "{bad}"
+        );
     }
     // A signature that is not base64 of 64 bytes.
-    let short_sig = json!({"type": "poll_handshakes", "node_id": 1, "signature": "AAAA"}).to_string();
-    assert!(matches!(Request::decode(short_sig.as_bytes()), Err(RegistryError::InvalidMessage { .. })));
+    let short_sig =
+        json!({"type": "poll_handshakes", "node_id": 1, "signature": "AAAA"}).to_string();
+    assert!(matches!(
+        Request::decode(short_sig.as_bytes()),
+        Err(RegistryError::InvalidMessage { .. })
+    ));
     // "type" that is not a string, and a duplicated "type".
-    assert!(matches!(Request::decode(br#"{"type":7}"#), Err(RegistryError::InvalidMessage { .. })));
+    assert!(matches!(
+        Request::decode(br#"{"type":7}"#),
+        Err(RegistryError::InvalidMessage { .. })
+    ));
     assert!(matches!(
         Request::decode(br#"{"type":"lookup","type":"lookup","node_id":1}"#),
         Err(RegistryError::InvalidMessage { .. })
@@ -340,7 +450,8 @@ fn request_decode_verdicts_are_distinct() {
 
 #[test]
 fn request_decode_ignores_unknown_fields_and_escaped_type() {
-    let got = Request::decode(br#" {"type":"look\u0075p","node_id":5,"admin_token":"x"} "#).unwrap();
+    let got =
+        Request::decode(br#" {"type":"look\u0075p","node_id":5,"admin_token":"x"} "#).unwrap();
     assert_eq!(got, Request::Lookup(Lookup { node_id: 5 }));
 }
 
@@ -354,7 +465,10 @@ fn decode_response(value: Value) -> Response {
 fn assert_response_round_trip(response: &Response) {
     let frame = response.encode().unwrap();
     assert_eq!(&Response::decode(&frame[4..]).unwrap(), response);
-    assert_eq!(&serde_json::from_slice::<Response>(&frame[4..]).unwrap(), response);
+    assert_eq!(
+        &serde_json::from_slice::<Response>(&frame[4..]).unwrap(),
+        response
+    );
 }
 
 #[test]
@@ -378,8 +492,11 @@ fn register_ok_from_spec_example() {
     assert_eq!(got, expected);
     assert_response_round_trip(&expected);
 
-    let refused = decode_response(json!({"type": "register_ok", "node_id": 5, "hostname_error": "taken"}));
-    let Response::RegisterOk(ok) = refused else { panic!("{refused:?}") };
+    let refused =
+        decode_response(json!({"type": "register_ok", "node_id": 5, "hostname_error": "taken"}));
+    let Response::RegisterOk(ok) = refused else {
+        panic!("{refused:?}")
+    };
     assert_eq!(ok.hostname_error.as_deref(), Some("taken"));
     assert_eq!(ok.public_key, None);
 }
@@ -409,7 +526,10 @@ fn lookup_ok_reads_every_spec_field() {
         version: Some("v1.13.9".into()),
         real_addr: Some("198.51.100.2:4000".into()),
         endpoint: Some("198.51.100.2:4000".into()),
-        endpoints: vec![Endpoint { network: "tcp".into(), addr: "198.51.100.2:443".into() }],
+        endpoints: vec![Endpoint {
+            network: "tcp".into(),
+            addr: "198.51.100.2:443".into(),
+        }],
         relay_only: false,
     };
     assert_eq!(got, Response::LookupOk(expected.clone()));
@@ -422,7 +542,9 @@ fn lookup_ok_of_a_private_node_and_go_null_slices() {
         "type": "lookup_ok", "node_id": 42, "address": "0:0000.0000.002A",
         "networks": null, "public_key": b64(&key(2)), "public": false, "tags": null
     }));
-    let Response::LookupOk(ok) = got else { panic!() };
+    let Response::LookupOk(ok) = got else {
+        panic!()
+    };
     assert!(ok.networks.is_empty() && ok.tags.is_empty());
     assert_eq!(ok.real_addr, None);
 }
@@ -437,7 +559,10 @@ fn lookup_ok_without_a_valid_key_is_invalid() {
         );
     }
     let missing = json!({"type": "lookup_ok", "node_id": 1}).to_string();
-    assert!(matches!(Response::decode(missing.as_bytes()), Err(RegistryError::InvalidMessage { .. })));
+    assert!(matches!(
+        Response::decode(missing.as_bytes()),
+        Err(RegistryError::InvalidMessage { .. })
+    ));
 }
 
 #[test]
@@ -446,7 +571,10 @@ fn resolve_ok_reads_spec_fields() {
         node_id: 42,
         real_addr: "198.51.100.2:4000".into(),
         public_key: PublicKey(pk(&key(2))),
-        endpoints: vec![Endpoint { network: "tcp".into(), addr: "198.51.100.2:443".into() }],
+        endpoints: vec![Endpoint {
+            network: "tcp".into(),
+            addr: "198.51.100.2:443".into(),
+        }],
         lan_addrs: vec!["10.0.0.2:4000".into()],
         key_age_days: Some(12),
     };
@@ -464,9 +592,15 @@ fn resolve_ok_reads_spec_fields() {
 fn heartbeat_ok_with_and_without_warning() {
     assert_eq!(
         decode_response(json!({"type": "heartbeat_ok", "time": 1_790_000_000})),
-        Response::HeartbeatOk(HeartbeatOk { time: Some(1_790_000_000), key_expiry_warning: false })
+        Response::HeartbeatOk(HeartbeatOk {
+            time: Some(1_790_000_000),
+            key_expiry_warning: false
+        })
     );
-    let warned = Response::HeartbeatOk(HeartbeatOk { time: Some(1), key_expiry_warning: true });
+    let warned = Response::HeartbeatOk(HeartbeatOk {
+        time: Some(1),
+        key_expiry_warning: true,
+    });
     assert_eq!(
         decode_response(json!({"type": "heartbeat_ok", "time": 1, "key_expiry_warning": true})),
         warned
@@ -482,7 +616,10 @@ fn check_trust_ok_carries_the_verdict() {
         assert_response_round_trip(&got);
     }
     // spec §9.1: without "type" the answer is malformed, even if it has the right field.
-    assert_eq!(Response::decode(br#"{"trusted":true}"#), Err(RegistryError::MissingType));
+    assert_eq!(
+        Response::decode(br#"{"trusted":true}"#),
+        Err(RegistryError::MissingType)
+    );
 }
 
 #[test]
@@ -532,8 +669,14 @@ fn list_nodes_ok_reads_node_ids() {
     }));
     let expected = ListNodesOk {
         nodes: vec![
-            ListedNode { node_id: 1, hostname: Some("a".into()) },
-            ListedNode { node_id: 2, hostname: None },
+            ListedNode {
+                node_id: 1,
+                hostname: Some("a".into()),
+            },
+            ListedNode {
+                node_id: 2,
+                hostname: None,
+            },
         ],
     };
     assert_eq!(got, Response::ListNodesOk(expected.clone()));
@@ -555,8 +698,14 @@ fn acknowledgements_without_fields() {
         assert_eq!(response_json(&expected), json!({"type": ty}));
         assert_response_round_trip(&expected);
     }
-    let renamed = Response::SetHostnameOk(SetHostnameOk { node_id: Some(3), hostname: Some("h".into()) });
-    assert_eq!(decode_response(json!({"type": "set_hostname_ok", "node_id": 3, "hostname": "h"})), renamed);
+    let renamed = Response::SetHostnameOk(SetHostnameOk {
+        node_id: Some(3),
+        hostname: Some("h".into()),
+    });
+    assert_eq!(
+        decode_response(json!({"type": "set_hostname_ok", "node_id": 3, "hostname": "h"})),
+        renamed
+    );
     assert_response_round_trip(&renamed);
 }
 
@@ -566,9 +715,17 @@ fn response_json(response: &Response) -> Value {
 
 #[test]
 fn error_response_shape() {
-    let refusal = Response::Error { error: "node not found".into() };
-    assert_eq!(response_json(&refusal), json!({"type": "error", "error": "node not found"}));
-    assert_eq!(decode_response(json!({"type": "error", "error": "node not found"})), refusal);
+    let refusal = Response::Error {
+        error: "node not found".into(),
+    };
+    assert_eq!(
+        response_json(&refusal),
+        json!({"type": "error", "error": "node not found"})
+    );
+    assert_eq!(
+        decode_response(json!({"type": "error", "error": "node not found"})),
+        refusal
+    );
     assert_eq!(refusal.error_text(), Some("node not found"));
     assert_eq!(refusal.type_name(), "error");
     assert_response_round_trip(&refusal);
@@ -587,8 +744,14 @@ fn response_decode_verdicts_are_distinct() {
         Response::decode(br#"{"type":"beacon_list_ok","beacons":[]}"#),
         Err(RegistryError::UnknownType("beacon_list_ok".into()))
     );
-    assert!(matches!(Response::decode(b"null"), Err(RegistryError::MalformedJson(_))));
-    assert!(matches!(Response::decode(b"\xff\xfe"), Err(RegistryError::MalformedJson(_))));
+    assert!(matches!(
+        Response::decode(b"null"),
+        Err(RegistryError::MalformedJson(_))
+    ));
+    assert!(matches!(
+        Response::decode(b"\xff\xfe"),
+        Err(RegistryError::MalformedJson(_))
+    ));
     assert!(matches!(
         Response::decode(br#"{"type":"check_trust_ok","trusted":"yes"}"#),
         Err(RegistryError::InvalidMessage { .. })
@@ -608,7 +771,10 @@ fn response_type_names_match_the_serialized_tag() {
             hostname: None,
             hostname_error: None,
         }),
-        Response::HeartbeatOk(HeartbeatOk { time: None, key_expiry_warning: false }),
+        Response::HeartbeatOk(HeartbeatOk {
+            time: None,
+            key_expiry_warning: false,
+        }),
         Response::DeregisterOk,
         Response::CheckTrustOk(CheckTrustOk { trusted: true }),
         Response::PollHandshakesOk(PollHandshakesOk::default()),
@@ -619,5 +785,8 @@ fn response_type_names_match_the_serialized_tag() {
         assert_eq!(response_json(response)["type"], response.type_name());
         assert_response_round_trip(response);
     }
-    assert_eq!(RegistryError::MissingType.to_string(), "registry message has no \"type\"");
+    assert_eq!(
+        RegistryError::MissingType.to_string(),
+        "registry message has no \"type\""
+    );
 }
