@@ -72,6 +72,10 @@ impl FrameReader {
     }
 
     /// Appends bytes received from the transport. Ignored after a terminal error.
+    ///
+    /// Drain [`next_message`](Self::next_message) until it returns `Ok(None)` after each
+    /// push; the reader then never holds more than one partial frame (at most
+    /// [`MAX_MESSAGE_BYTES`] plus its prefix) beyond the bytes of the last push.
     pub fn push(&mut self, bytes: &[u8]) {
         if self.failed.is_none() {
             self.buf.extend_from_slice(bytes);
