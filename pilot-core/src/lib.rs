@@ -14,6 +14,8 @@
 //! | [`crypto`] | §4 | X25519, Ed25519, HKDF-SHA256, AES-256-GCM, nonce layout, AAD |
 //! | [`replay`] | §5 | replay window, receive epochs, fault counters and drop gates |
 //! | [`services`] | §10 | data exchange (1001) and event stream (1002) codecs |
+//! | [`registry`] | §9.1–§9.5 | registry framing, JSON requests/responses, signed challenges |
+//! | [`trust`] | §9.6 | port-444 trust handshake messages, receiver checks, replay cache |
 //! | [`time`] | | the driver's clock as seen by the engine |
 //!
 //! Imports point downward only: `services` and `replay` know nothing of each other, `frame`
@@ -33,6 +35,8 @@ pub mod addr;
 pub mod crypto;
 pub mod frame;
 pub mod packet;
+pub mod registry;
 pub mod replay;
 pub mod services;
 pub mod time;
+pub mod trust;
