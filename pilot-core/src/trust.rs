@@ -29,7 +29,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use ed25519_dalek::SigningKey;
+use crate::crypto::Identity;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -144,10 +144,10 @@ impl HandshakeMessage {
         kind: HandshakeKind,
         sender: u32,
         receiver: u32,
-        key: &SigningKey,
+        key: &Identity,
         timestamp_unix_secs: i64,
     ) -> Self {
-        let public_key = PublicKey(key.verifying_key().to_bytes());
+        let public_key = PublicKey(key.public_key());
         let signature = challenge::sign(key, &challenge::handshake(sender, receiver));
         HandshakeMessage {
             kind,
@@ -616,12 +616,12 @@ mod tests {
     const SENDER: u32 = 100;
     const RECEIVER: u32 = 200;
 
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
+    fn key(seed: u8) -> Identity {
+        Identity::from_seed(&[seed; 32])
     }
 
     fn registry_key(seed: u8) -> [u8; 32] {
-        key(seed).verifying_key().to_bytes()
+        key(seed).public_key()
     }
 
     fn request_at(timestamp: u64) -> HandshakeMessage {

@@ -9,7 +9,7 @@
     clippy::panic
 )]
 
-use ed25519_dalek::SigningKey;
+use pilot_core::crypto::Identity;
 use pilot_core::registry::{
     challenge, encode_frame, CheckTrustOk, Endpoint, FrameReader, Heartbeat, HeartbeatOk, LookupOk,
     PollHandshakesOk, PublicKey, Register, RegistryError, RelayedHandshakeRequest,
@@ -248,8 +248,8 @@ proptest! {
         node in any::<u32>(),
         other in any::<u32>(),
     ) {
-        let key = SigningKey::from_bytes(&seed);
-        let public = key.verifying_key().to_bytes();
+        let key = Identity::from_seed(&seed);
+        let public = key.public_key();
         let sig = challenge::sign(&key, &challenge::resolve(requester, node));
         prop_assert_eq!(challenge::verify(&public, &challenge::resolve(requester, node), &sig), Ok(()));
         prop_assume!(other != node);

@@ -8,7 +8,7 @@
 use alloc::format;
 use alloc::string::String;
 
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use crate::crypto::{verify_signature, CryptoError, Identity};
 
 use super::{PublicKey, RegistryError, Signature, PUBLIC_KEY_BYTES};
 
@@ -100,8 +100,8 @@ pub fn rotate(node: u32) -> String {
 }
 
 /// Signs a challenge with the node's identity key.
-pub fn sign(key: &SigningKey, challenge: &str) -> Signature {
-    Signature(key.sign(challenge.as_bytes()).to_bytes())
+pub fn sign(identity: &Identity, challenge: &str) -> Signature {
+    Signature(identity.sign(challenge.as_bytes()))
 }
 
 /// Checks `signature` over `challenge` against a 32-byte Ed25519 public key.
@@ -114,10 +114,10 @@ pub fn verify(
     challenge: &str,
     signature: &Signature,
 ) -> Result<(), RegistryError> {
-    let key = VerifyingKey::from_bytes(public_key).map_err(|_| RegistryError::InvalidPublicKey)?;
-    let signature = ed25519_dalek::Signature::from_bytes(&signature.0);
-    key.verify_strict(challenge.as_bytes(), &signature)
-        .map_err(|_| RegistryError::BadSignature)
+    verify_signature(public_key, challenge.as_bytes(), &signature.0).map_err(|e| match e {
+        CryptoError::InvalidPublicKey => RegistryError::InvalidPublicKey,
+        _ => RegistryError::BadSignature,
+    })
 }
 
 #[cfg(test)]
@@ -131,8 +131,8 @@ mod tests {
 
     use super::*;
 
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_bytes(&[seed; 32])
+    fn key(seed: u8) -> Identity {
+        Identity::from_seed(&[seed; 32])
     }
 
     #[test]
@@ -167,7 +167,7 @@ mod tests {
     #[test]
     fn sign_then_verify_round_trips() {
         let signer = key(1);
-        let public = signer.verifying_key().to_bytes();
+        let public = signer.public_key();
         let sig = sign(&signer, &resolve(1, 2));
         assert_eq!(verify(&public, "resolve:1:2", &sig), Ok(()));
     }
@@ -175,13 +175,13 @@ mod tests {
     #[test]
     fn verify_rejects_other_challenge_other_key_and_flipped_bit() {
         let signer = key(1);
-        let public = signer.verifying_key().to_bytes();
+        let public = signer.public_key();
         let sig = sign(&signer, "resolve:1:2");
         assert_eq!(
             verify(&public, "resolve:2:1", &sig),
             Err(RegistryError::BadSignature)
         );
-        let other = key(2).verifying_key().to_bytes();
+        let other = key(2).public_key();
         assert_eq!(
             verify(&other, "resolve:1:2", &sig),
             Err(RegistryError::BadSignature)

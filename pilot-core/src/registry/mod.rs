@@ -8,10 +8,10 @@
 //! [`SignedRequest::verify`], [`Response::encode`].
 //!
 //! ```
-//! use ed25519_dalek::SigningKey;
+//! use pilot_core::crypto::Identity;
 //! use pilot_core::registry::{encode_frame, FrameReader, Request, Resolve, Response};
 //!
-//! let key = SigningKey::from_bytes(&[1; 32]);
+//! let key = Identity::from_seed(&[1; 32]);
 //! let frame = Request::Resolve(Resolve::signed(7, 42, &key)).encode()?;
 //! # let _ = frame;
 //! // … the driver writes `frame`, then feeds whatever the registry sends back:

@@ -7,7 +7,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use ed25519_dalek::SigningKey;
+use crate::crypto::Identity;
 use serde::{Deserialize, Serialize};
 
 use super::json::{decode_body, message_type, null_as_default};
@@ -66,8 +66,8 @@ impl Register {
     ///
     /// Optional fields start empty; set them before sending (none of them is signed, so
     /// the signature stays valid).
-    pub fn signed(listen_addr: String, key: &SigningKey) -> Self {
-        let public_key = PublicKey(key.verifying_key().to_bytes());
+    pub fn signed(listen_addr: String, key: &Identity) -> Self {
+        let public_key = PublicKey(key.public_key());
         let signature = challenge::sign(key, &challenge::register(&listen_addr, &public_key));
         Register {
             listen_addr,
@@ -108,7 +108,7 @@ pub struct Resolve {
 
 impl Resolve {
     /// `requester` asks for `node`'s address.
-    pub fn signed(requester: u32, node: u32, key: &SigningKey) -> Self {
+    pub fn signed(requester: u32, node: u32, key: &Identity) -> Self {
         let signature = challenge::sign(key, &challenge::resolve(requester, node));
         Resolve {
             node_id: node,
@@ -135,7 +135,7 @@ impl Heartbeat {
     ///
     /// spec §9.5: V-FORK daemons omit `listen_addr` because some production registries did
     /// not accept the extended challenge.
-    pub fn signed(node: u32, listen_addr: Option<String>, key: &SigningKey) -> Self {
+    pub fn signed(node: u32, listen_addr: Option<String>, key: &Identity) -> Self {
         let signature = challenge::sign(key, &challenge::heartbeat(node, listen_addr.as_deref()));
         Heartbeat {
             node_id: node,
@@ -156,7 +156,7 @@ pub struct Deregister {
 
 impl Deregister {
     /// `node` deregisters itself.
-    pub fn signed(node: u32, key: &SigningKey) -> Self {
+    pub fn signed(node: u32, key: &Identity) -> Self {
         Deregister {
             node_id: node,
             signature: challenge::sign(key, &challenge::deregister(node)),
@@ -177,7 +177,7 @@ pub struct SetHostname {
 
 impl SetHostname {
     /// `node` claims `hostname`.
-    pub fn signed(node: u32, hostname: String, key: &SigningKey) -> Self {
+    pub fn signed(node: u32, hostname: String, key: &Identity) -> Self {
         let signature = challenge::sign(key, &challenge::set_hostname(node));
         SetHostname {
             node_id: node,
@@ -210,7 +210,7 @@ pub struct ReportTrust {
 
 impl ReportTrust {
     /// `node` reports that it trusts `peer`.
-    pub fn signed(node: u32, peer: u32, key: &SigningKey) -> Self {
+    pub fn signed(node: u32, peer: u32, key: &Identity) -> Self {
         let signature = challenge::sign(key, &challenge::report_trust(node, peer));
         ReportTrust {
             node_id: node,
@@ -233,7 +233,7 @@ pub struct RevokeTrust {
 
 impl RevokeTrust {
     /// `node` revokes its trust in `peer`.
-    pub fn signed(node: u32, peer: u32, key: &SigningKey) -> Self {
+    pub fn signed(node: u32, peer: u32, key: &Identity) -> Self {
         let signature = challenge::sign(key, &challenge::revoke_trust(node, peer));
         RevokeTrust {
             node_id: node,
@@ -260,7 +260,7 @@ pub struct RequestHandshake {
 
 impl RequestHandshake {
     /// `from` asks `to` for trust.
-    pub fn signed(from: u32, to: u32, justification: String, key: &SigningKey) -> Self {
+    pub fn signed(from: u32, to: u32, justification: String, key: &Identity) -> Self {
         let signature = challenge::sign(key, &challenge::handshake(from, to));
         RequestHandshake {
             from_node_id: from,
@@ -282,7 +282,7 @@ pub struct PollHandshakes {
 
 impl PollHandshakes {
     /// `node` polls its inbox.
-    pub fn signed(node: u32, key: &SigningKey) -> Self {
+    pub fn signed(node: u32, key: &Identity) -> Self {
         let signature = challenge::sign(key, &challenge::poll_handshakes(node));
         PollHandshakes {
             node_id: node,
@@ -306,7 +306,7 @@ pub struct RespondHandshake {
 
 impl RespondHandshake {
     /// `node` answers `peer`'s request.
-    pub fn signed(node: u32, peer: u32, accept: bool, key: &SigningKey) -> Self {
+    pub fn signed(node: u32, peer: u32, accept: bool, key: &Identity) -> Self {
         let signature = challenge::sign(key, &challenge::respond(node, peer));
         RespondHandshake {
             node_id: node,

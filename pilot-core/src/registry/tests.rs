@@ -11,20 +11,20 @@ use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 
-use ed25519_dalek::SigningKey;
+use crate::crypto::Identity;
 use serde_json::{json, Value};
 
 use super::*;
 
-fn key(seed: u8) -> SigningKey {
-    SigningKey::from_bytes(&[seed; 32])
+fn key(seed: u8) -> Identity {
+    Identity::from_seed(&[seed; 32])
 }
 
-fn pk(key: &SigningKey) -> [u8; 32] {
-    key.verifying_key().to_bytes()
+fn pk(key: &Identity) -> [u8; 32] {
+    key.public_key()
 }
 
-fn b64(key: &SigningKey) -> String {
+fn b64(key: &Identity) -> String {
     PublicKey(pk(key)).to_base64()
 }
 
