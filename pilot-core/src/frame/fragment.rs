@@ -286,8 +286,9 @@ impl Fragments<'_> {
         self.group
     }
 
-    /// The number of fragments of this frame.
-    pub fn count(&self) -> u8 {
+    /// The number of fragments of this frame (named apart from `Iterator::count`, which would
+    /// consume the iterator).
+    pub fn fragment_count(&self) -> u8 {
         self.count
     }
 }
