@@ -6,7 +6,7 @@
 //! frame too large for one datagram (PILF fragments) show the defences along the way.
 //!
 //! Run with `make demo` or `cargo run -p pilot-core --example tunnel`.
-#![allow(clippy::expect_used, clippy::unwrap_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::indexing_slicing)]
 
 use std::collections::HashMap;
 
