@@ -13,6 +13,7 @@
 //! | [`frame`] | §3, §7 | tunnel frames PILT/PILS/PILK/PILA/PILP/PILF, beacon messages, TCP framing |
 //! | [`crypto`] | §4 | X25519, Ed25519, HKDF-SHA256, AES-256-GCM, nonce layout, AAD |
 //! | [`replay`] | §5 | replay window, receive epochs, fault counters and drop gates |
+//! | [`stream`] | §8 | reliable streams: handshake, SACK, retransmission, congestion, close |
 //! | [`services`] | §10 | data exchange (1001) and event stream (1002) codecs |
 //! | [`time`] | | the driver's clock as seen by the engine |
 //!
@@ -35,4 +36,5 @@ pub mod frame;
 pub mod packet;
 pub mod replay;
 pub mod services;
+pub mod stream;
 pub mod time;

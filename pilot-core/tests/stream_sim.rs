@@ -1,0 +1,1064 @@
+//! Deterministic simulation of two stream connections over a lossy link (spec §8).
+//!
+//! A seeded link drops, duplicates, delays and reorders segments; a simulated clock jumps to
+//! the earliest pending delivery or `poll_timeout`. Every run replays exactly, and every loop
+//! is bounded by a step budget.
+//!
+//! The lossy bulk test reads its size from the environment: `STREAM_SIM_SEEDS` (default 20)
+//! and `STREAM_SIM_BYTES` (default 1 MiB in debug builds, 10 MiB in release builds).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pilot_core::stream::sack::SackBlocks;
+use pilot_core::stream::{
+    Config, Connection, Flags, Segment, State, StreamError, StreamEvent, DEFAULT_MSS_BYTES,
+    KEEPALIVE_PROBE_INTERVAL, TIME_WAIT,
+};
+use pilot_core::time::Instant;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sha2::{Digest, Sha256};
+
+const MAX_STEPS: usize = 20_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// Behaviour of one direction of the link.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    loss: f64,
+    duplicate: f64,
+    delay: Duration,
+    /// Extra random delay in `[0, jitter)`: segments overtake each other.
+    jitter: Duration,
+}
+
+impl Link {
+    fn clean() -> Self {
+        Link {
+            loss: 0.0,
+            duplicate: 0.0,
+            delay: Duration::from_millis(10),
+            jitter: Duration::ZERO,
+        }
+    }
+
+    fn hostile() -> Self {
+        Link {
+            loss: 0.10,
+            duplicate: 0.05,
+            delay: Duration::from_millis(10),
+            jitter: Duration::from_millis(15),
+        }
+    }
+}
+
+/// Returns `true` to drop a segment on purpose (scripted loss on top of the link's).
+type Filter = Box<dyn FnMut(Side, &Segment) -> bool>;
+
+struct Sim {
+    now: Instant,
+    rng: ChaCha8Rng,
+    a: Connection,
+    /// The responder exists once a SYN reached it (it plays the listener).
+    b: Option<Connection>,
+    b_config: Config,
+    link: Link,
+    in_flight: BTreeMap<(Instant, u64), (Side, Segment)>,
+    order: u64,
+    /// Every segment each side emitted, before the link decided its fate.
+    sent: Vec<(Instant, Side, Segment)>,
+    events: Vec<(Instant, Side, StreamEvent)>,
+    filter: Option<Filter>,
+    steps: usize,
+}
+
+impl Sim {
+    fn new(seed: u64, link: Link, a_config: Config, b_config: Config) -> Sim {
+        let now = Instant::from_millis(1_000);
+        Sim {
+            now,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            a: Connection::connect(now, a_config),
+            b: None,
+            b_config,
+            link,
+            in_flight: BTreeMap::new(),
+            order: 0,
+            sent: Vec::new(),
+            events: Vec::new(),
+            filter: None,
+            steps: 0,
+        }
+    }
+
+    fn b(&mut self) -> &mut Connection {
+        self.b.as_mut().expect("responder not created yet")
+    }
+
+    fn conn(&mut self, side: Side) -> Option<&mut Connection> {
+        match side {
+            Side::A => Some(&mut self.a),
+            Side::B => self.b.as_mut(),
+        }
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < p
+    }
+
+    /// Drains transmissions and events of both sides into the link and the event log.
+    fn pump(&mut self) {
+        for side in [Side::A, Side::B] {
+            loop {
+                let now = self.now;
+                let Some(conn) = self.conn(side) else { break };
+                let Some(segment) = conn.poll_transmit(now) else {
+                    break;
+                };
+                self.sent.push((now, side, segment.clone()));
+                if let Some(filter) = self.filter.as_mut() {
+                    if filter(side, &segment) {
+                        continue;
+                    }
+                }
+                if self.chance(self.link.loss) {
+                    continue;
+                }
+                let copies = if self.chance(self.link.duplicate) {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..copies {
+                    let jitter_micros = self.link.jitter.as_micros() as u64;
+                    let jitter = if jitter_micros == 0 {
+                        0
+                    } else {
+                        self.rng.next_u64() % jitter_micros
+                    };
+                    let at = now + self.link.delay + Duration::from_micros(jitter);
+                    self.order += 1;
+                    self.in_flight
+                        .insert((at, self.order), (side.other(), segment.clone()));
+                }
+            }
+            loop {
+                let now = self.now;
+                let Some(conn) = self.conn(side) else { break };
+                let Some(event) = conn.poll_event() else {
+                    break;
+                };
+                self.events.push((now, side, event));
+            }
+        }
+    }
+
+    fn deliver(&mut self, to: Side, segment: Segment) {
+        let now = self.now;
+        match to {
+            Side::A => self.a.handle_segment(now, segment.as_borrowed()),
+            Side::B => match self.b.as_mut() {
+                Some(b) => b.handle_segment(now, segment.as_borrowed()),
+                None if segment.flags == Flags::SYN => {
+                    self.b = Some(Connection::accept(
+                        now,
+                        self.b_config.clone(),
+                        &segment.as_borrowed(),
+                    ));
+                }
+                None => {}
+            },
+        }
+    }
+
+    /// Advances the clock to the next delivery or timer. `false` when nothing is pending.
+    fn step(&mut self) -> bool {
+        self.steps += 1;
+        assert!(
+            self.steps < MAX_STEPS,
+            "simulation did not settle within {MAX_STEPS} steps"
+        );
+        self.pump();
+        let next_delivery = self.in_flight.keys().next().map(|(at, _)| *at);
+        let next_timer = [
+            self.a.poll_timeout(),
+            self.b.as_ref().and_then(Connection::poll_timeout),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(next) = [next_delivery, next_timer].into_iter().flatten().min() else {
+            return false;
+        };
+        self.now = self.now.max(next);
+        while let Some(entry) = self.in_flight.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let (to, segment) = entry.remove();
+            self.deliver(to, segment);
+            // The driver loop: after each input, drain the outputs.
+            self.pump();
+        }
+        let now = self.now;
+        for side in [Side::A, Side::B] {
+            if let Some(conn) = self.conn(side) {
+                if conn.poll_timeout().is_some_and(|t| t <= now) {
+                    conn.handle_timeout(now);
+                }
+            }
+        }
+        self.pump();
+        true
+    }
+
+    /// Steps until `done` holds (checked before each step); panics if the network goes quiet
+    /// first.
+    fn run_until(&mut self, mut done: impl FnMut(&mut Sim) -> bool) {
+        loop {
+            if done(self) {
+                return;
+            }
+            if !self.step() {
+                self.dump(80);
+                panic!("nothing left to do before the condition held");
+            }
+        }
+    }
+
+    /// Steps until no delivery and no timer is pending.
+    fn run_to_quiet(&mut self) {
+        while self.step() {}
+    }
+
+    fn events_of(&self, side: Side) -> Vec<StreamEvent> {
+        self.events
+            .iter()
+            .filter(|(_, s, _)| *s == side)
+            .map(|(_, _, e)| *e)
+            .collect()
+    }
+
+    fn sent_by(&self, side: Side) -> impl Iterator<Item = &Segment> {
+        self.sent
+            .iter()
+            .filter(move |(_, s, _)| *s == side)
+            .map(|(_, _, seg)| seg)
+    }
+
+    fn count_sent(&self, side: Side, flags: Flags) -> usize {
+        self.sent_by(side).filter(|seg| seg.flags == flags).count()
+    }
+
+    /// Prints the segment trace (for debugging a failing scenario).
+    fn dump(&self, last: usize) {
+        for (t, side, s) in self.sent.iter().skip(self.sent.len().saturating_sub(last)) {
+            eprintln!(
+                "{:>10} {side:?} {:?} seq={} ack={} win={} len={}",
+                t.as_micros(),
+                s.flags,
+                s.seq,
+                s.ack,
+                s.window,
+                s.payload.len()
+            );
+        }
+        for (t, side, e) in self
+            .events
+            .iter()
+            .skip(self.events.len().saturating_sub(10))
+        {
+            eprintln!("{:>10} {side:?} event {e:?}", t.as_micros());
+        }
+    }
+
+    fn connected_at(&self, side: Side) -> Instant {
+        self.events
+            .iter()
+            .find(|(_, s, e)| *s == side && *e == StreamEvent::Connected)
+            .unwrap()
+            .0
+    }
+
+    fn count_pure_acks(&self, side: Side) -> usize {
+        self.sent_by(side)
+            .filter(|seg| seg.flags == Flags::ACK && seg.payload.is_empty())
+            .count()
+    }
+
+    fn established(&self) -> bool {
+        self.a.state() == State::Established
+            && self
+                .b
+                .as_ref()
+                .is_some_and(|b| b.state() == State::Established)
+    }
+}
+
+fn handshake(sim: &mut Sim) {
+    sim.run_until(|sim| sim.established());
+}
+
+fn test_data(seed: u64, len: usize) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_DA7A).fill_bytes(&mut data);
+    data
+}
+
+/// Sends `data` from A to B, closes from A, and runs until both sides are closed.
+/// Returns the SHA-256 of what B read.
+fn transfer(sim: &mut Sim, data: &[u8]) -> [u8; 32] {
+    let mut written = 0;
+    let mut closed = false;
+    let mut hasher = Sha256::new();
+    let mut received = 0usize;
+    let mut eof = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    sim.run_until(|sim| {
+        while written < data.len() {
+            match sim.a.write(&data[written..]) {
+                Ok(n) => written += n,
+                Err(StreamError::WouldBlock) => break,
+                Err(e) => panic!("write failed: {e}"),
+            }
+        }
+        if written == data.len() && !closed {
+            sim.a.close();
+            closed = true;
+        }
+        if let Some(b) = sim.b.as_mut() {
+            while !eof {
+                match b.read(&mut buf) {
+                    Ok(0) => eof = true,
+                    Ok(n) => {
+                        hasher.update(&buf[..n]);
+                        received += n;
+                    }
+                    Err(StreamError::WouldBlock) => break,
+                    Err(e) => {
+                        sim.dump(150);
+                        panic!("read failed after {received} bytes: {e}")
+                    }
+                }
+            }
+        }
+        eof && sim.a.is_closed() && sim.b.as_ref().is_some_and(Connection::is_closed)
+    });
+    assert_eq!(received, data.len());
+    hasher.finalize().into()
+}
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn data_segments(sim: &Sim, side: Side) -> Vec<&Segment> {
+    sim.sent_by(side)
+        .filter(|s| {
+            s.flags == Flags::ACK
+                && !s.payload.is_empty()
+                && SackBlocks::decode(&s.payload).is_err()
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------------------ handshake
+
+#[test]
+fn handshake_completes_with_syn_syn_ack_ack() {
+    let mut sim = Sim::new(1, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    sim.run_to_quiet_until_keepalive();
+    assert_eq!(sim.events_of(Side::A), [StreamEvent::Connected]);
+    assert_eq!(sim.events_of(Side::B), [StreamEvent::Connected]);
+    let a: Vec<Flags> = sim.sent_by(Side::A).map(|s| s.flags).collect();
+    let b: Vec<Flags> = sim.sent_by(Side::B).map(|s| s.flags).collect();
+    assert_eq!(a, [Flags::SYN, Flags::ACK]);
+    assert_eq!(b, [Flags::SYN | Flags::ACK]);
+
+    // spec §8.3: ISN 0, ack = peer seq + 1, true window everywhere.
+    let syn = &sim.sent[0].2;
+    assert_eq!((syn.seq, syn.ack, syn.window), (0, 0, 512));
+    let syn_ack = sim.sent_by(Side::B).next().unwrap();
+    assert_eq!((syn_ack.seq, syn_ack.ack, syn_ack.window), (0, 1, 512));
+    let ack = sim.sent_by(Side::A).nth(1).unwrap();
+    assert_eq!((ack.seq, ack.ack, ack.window), (1, 1, 512));
+}
+
+impl Sim {
+    /// Runs until only keepalive/idle timers (≥ 60 s away) remain.
+    fn run_to_quiet_until_keepalive(&mut self) {
+        let horizon = self.now + Duration::from_secs(30);
+        loop {
+            let pending = !self.in_flight.is_empty()
+                || self.a.poll_timeout().is_some_and(|t| t < horizon)
+                || self
+                    .b
+                    .as_ref()
+                    .and_then(Connection::poll_timeout)
+                    .is_some_and(|t| t < horizon);
+            if !pending {
+                return;
+            }
+            assert!(self.step());
+        }
+    }
+}
+
+#[test]
+fn handshake_survives_a_lost_syn() {
+    let mut sim = Sim::new(2, Link::clean(), Config::default(), Config::default());
+    let mut dropped = false;
+    sim.filter = Some(Box::new(move |_, seg| {
+        let drop = seg.flags == Flags::SYN && !dropped;
+        dropped |= drop;
+        drop
+    }));
+    handshake(&mut sim);
+    assert_eq!(sim.count_sent(Side::A, Flags::SYN), 2);
+    // The retransmission came after the V-NEW initial SYN timeout of 250 ms.
+    let syn_times: Vec<Instant> = sim
+        .sent
+        .iter()
+        .filter(|(_, _, s)| s.flags == Flags::SYN)
+        .map(|(t, _, _)| *t)
+        .collect();
+    assert_eq!(syn_times[1] - syn_times[0], Duration::from_millis(250));
+    assert_eq!(sim.events_of(Side::A), [StreamEvent::Connected]);
+}
+
+#[test]
+fn handshake_survives_a_lost_syn_ack() {
+    let mut sim = Sim::new(3, Link::clean(), Config::default(), Config::default());
+    let mut dropped = false;
+    sim.filter = Some(Box::new(move |_, seg| {
+        let drop = seg.flags == Flags::SYN | Flags::ACK && !dropped;
+        dropped |= drop;
+        drop
+    }));
+    handshake(&mut sim);
+    assert!(sim.count_sent(Side::B, Flags::SYN | Flags::ACK) >= 2);
+    assert_eq!(sim.events_of(Side::A), [StreamEvent::Connected]);
+    assert_eq!(sim.events_of(Side::B), [StreamEvent::Connected]);
+}
+
+#[test]
+fn data_completes_the_handshake_when_the_final_ack_is_lost() {
+    let mut sim = Sim::new(4, Link::clean(), Config::default(), Config::default());
+    let mut dropped = false;
+    sim.filter = Some(Box::new(move |side, seg| {
+        let drop = side == Side::A && seg.flags == Flags::ACK && seg.payload.is_empty() && !dropped;
+        dropped |= drop;
+        drop
+    }));
+    sim.run_until(|sim| sim.a.state() == State::Established);
+    sim.pump();
+    assert_eq!(
+        sim.count_pure_acks(Side::A),
+        1,
+        "the handshake ACK left and was lost"
+    );
+    sim.a.write(b"first bytes").unwrap();
+    sim.run_until(|sim| sim.b.as_ref().is_some_and(|b| b.readable_bytes() == 11));
+    assert_eq!(
+        sim.count_pure_acks(Side::A),
+        1,
+        "no second handshake ACK was needed"
+    );
+    assert_eq!(sim.b().state(), State::Established);
+    let mut buf = [0u8; 32];
+    assert_eq!(sim.b().read(&mut buf), Ok(11));
+    assert_eq!(&buf[..11], b"first bytes");
+}
+
+#[test]
+fn unanswered_syn_gives_up_after_seven_retries() {
+    let mut sim = Sim::new(5, Link::clean(), Config::default(), Config::default());
+    sim.filter = Some(Box::new(|_, _| true));
+    sim.run_to_quiet();
+    assert_eq!(
+        sim.count_sent(Side::A, Flags::SYN),
+        8,
+        "1 SYN + 7 retransmissions"
+    );
+    assert_eq!(
+        sim.count_sent(Side::A, Flags::RST),
+        0,
+        "no peer state to reset"
+    );
+    assert_eq!(
+        sim.events_of(Side::A),
+        [StreamEvent::TimedOut, StreamEvent::Closed]
+    );
+    assert_eq!(sim.a.write(b"x"), Err(StreamError::TimedOut));
+}
+
+#[test]
+fn syn_to_a_refusing_peer_ends_in_reset() {
+    let mut a = Connection::connect(Instant::ZERO, Config::default());
+    let _syn = a.poll_transmit(Instant::ZERO).unwrap();
+    let rst = Segment {
+        flags: Flags::RST,
+        seq: 0,
+        ack: 0,
+        window: 0,
+        payload: &[][..],
+    };
+    a.handle_segment(Instant::from_millis(5), rst);
+    assert_eq!(a.poll_event(), Some(StreamEvent::Reset));
+    assert_eq!(a.poll_event(), Some(StreamEvent::Closed));
+    assert_eq!(
+        a.poll_transmit(Instant::from_millis(5)),
+        None,
+        "an RST is never answered"
+    );
+    assert_eq!(a.poll_timeout(), None);
+}
+
+// ------------------------------------------------------------------------------ transfer
+
+#[test]
+fn one_mebibyte_over_a_clean_link_arrives_intact_without_retransmission() {
+    let data = test_data(6, 1 << 20);
+    let mut sim = Sim::new(6, Link::clean(), Config::default(), Config::default());
+    let digest = transfer(&mut sim, &data);
+    assert_eq!(digest, sha256(&data));
+
+    let segments = data_segments(&sim, Side::A);
+    assert_eq!(
+        segments.len(),
+        (1 << 20) / usize::from(DEFAULT_MSS_BYTES),
+        "no retransmission"
+    );
+    assert!(segments
+        .iter()
+        .all(|s| s.payload.len() <= usize::from(DEFAULT_MSS_BYTES)));
+    // One FIN each way; the closing side's FIN is answered by the peer's FIN|ACK.
+    assert_eq!(sim.count_sent(Side::A, Flags::FIN | Flags::ACK), 1);
+    assert_eq!(sim.count_sent(Side::B, Flags::FIN | Flags::ACK), 1);
+    assert_eq!(
+        sim.count_sent(Side::A, Flags::RST) + sim.count_sent(Side::B, Flags::RST),
+        0
+    );
+    assert_eq!(sim.events_of(Side::A).last(), Some(&StreamEvent::Closed));
+    assert!(sim.events_of(Side::B).contains(&StreamEvent::PeerClosed));
+}
+
+#[test]
+fn delayed_acks_cover_two_segments_each_on_a_clean_link() {
+    let data = test_data(7, 200 * 1024);
+    let mut sim = Sim::new(7, Link::clean(), Config::default(), Config::default());
+    transfer(&mut sim, &data);
+    let pure_acks = sim.count_sent(Side::B, Flags::ACK);
+    // 200 segments, one ACK per two (spec §8.4), plus a few for the handshake and close.
+    assert!(
+        pure_acks <= 100 + 5,
+        "{pure_acks} pure ACKs for 200 segments"
+    );
+    assert!(pure_acks >= 100, "{pure_acks} pure ACKs for 200 segments");
+}
+
+#[test]
+fn bulk_transfer_over_loss_reordering_and_duplication_arrives_intact() {
+    let seeds = env_or("STREAM_SIM_SEEDS", 20) as u64;
+    let default_bytes = if cfg!(debug_assertions) {
+        1 << 20
+    } else {
+        10 << 20
+    };
+    let bytes = env_or("STREAM_SIM_BYTES", default_bytes);
+    for seed in 0..seeds {
+        let data = test_data(seed, bytes);
+        let mut sim = Sim::new(seed, Link::hostile(), Config::default(), Config::default());
+        let digest = transfer(&mut sim, &data);
+        assert_eq!(digest, sha256(&data), "seed {seed}");
+        for seg in sim.sent.iter().map(|(_, _, s)| s) {
+            assert!(
+                seg.payload.len() <= usize::from(DEFAULT_MSS_BYTES),
+                "seed {seed}"
+            );
+        }
+        // A hostile link must not turn the close into a FIN storm.
+        let fins = sim
+            .sent
+            .iter()
+            .filter(|(_, _, s)| s.flags.contains(Flags::FIN))
+            .count();
+        assert!(fins <= 20, "seed {seed}: {fins} FIN segments");
+        assert!(
+            !sim.events_of(Side::A).contains(&StreamEvent::TimedOut),
+            "seed {seed}"
+        );
+    }
+}
+
+#[test]
+fn out_of_order_data_is_acknowledged_at_once_with_sack() {
+    let mut sim = Sim::new(8, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    // Lose exactly the first data segment of three.
+    let mut seen = 0;
+    sim.filter = Some(Box::new(move |side, seg| {
+        if side == Side::A && !seg.payload.is_empty() {
+            seen += 1;
+            return seen == 1;
+        }
+        false
+    }));
+    // Three full segments, 1 ms apart, so each arrives on its own.
+    for _ in 0..3 {
+        sim.a.write(&[1u8; 1024]).unwrap();
+        sim.pump();
+        sim.now = sim.now + Duration::from_millis(1);
+    }
+    sim.run_until(|sim| {
+        sim.b
+            .as_ref()
+            .is_some_and(|b| b.readable_bytes() == 3 * 1024)
+    });
+    let sacks: Vec<SackBlocks> = sim
+        .sent_by(Side::B)
+        .filter(|s| s.flags == Flags::ACK && !s.payload.is_empty())
+        .map(|s| SackBlocks::decode(&s.payload).expect("B only sends SACK payloads"))
+        .collect();
+    assert_eq!(
+        sacks.len(),
+        2,
+        "one immediate SACK per out-of-order segment"
+    );
+    assert_eq!(sacks[0].as_slice()[0].left, 1025);
+    assert_eq!(sacks[0].as_slice()[0].right, 2049);
+    assert_eq!(
+        sacks[1].as_slice()[0].right,
+        3073,
+        "contiguous blocks are merged"
+    );
+}
+
+// ------------------------------------------------------------------------------ flow control
+
+#[test]
+fn zero_window_stalls_the_sender_until_the_reader_drains_it() {
+    let small = Config {
+        receive_capacity_segments: 4,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(9, Link::clean(), Config::default(), small);
+    handshake(&mut sim);
+    let data = test_data(9, 32 * 1024);
+    assert_eq!(sim.a.write(&data), Ok(data.len()));
+
+    // Let a few probe intervals pass without reading.
+    let stall_until = sim.now + Duration::from_secs(3);
+    sim.run_until(|sim| sim.now >= stall_until);
+    assert_eq!(
+        sim.b().readable_bytes(),
+        4 * 1024,
+        "exactly the 4 free slots were filled"
+    );
+    let last_b = sim.sent_by(Side::B).last().unwrap();
+    assert_eq!(last_b.window, 0, "a truly full queue advertises 0");
+    assert!(
+        sim.sent_by(Side::B).filter(|s| s.window == 0).count() >= 2,
+        "probes were answered"
+    );
+    let probes: Vec<Instant> = sim
+        .sent
+        .iter()
+        .filter(|(_, side, s)| *side == Side::A && s.flags == Flags::ACK && s.payload.is_empty())
+        .map(|(t, _, _)| *t)
+        .skip(1) // the handshake ACK
+        .collect();
+    assert!(
+        probes.len() >= 2,
+        "zero-window probes were sent: {probes:?}"
+    );
+    assert!(
+        probes[1] - probes[0] > Duration::from_millis(500),
+        "probe interval backs off"
+    );
+    // No window ever advertised 0 while a slot was free.
+    assert!(sim
+        .sent
+        .iter()
+        .all(|(_, side, s)| *side == Side::A || s.window <= 4));
+
+    // Now read everything; window updates reopen the flow and the data arrives intact.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    sim.run_until(|sim| {
+        let b = sim.b.as_mut().unwrap();
+        while let Ok(n) = b.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got.len() == data.len()
+    });
+    assert_eq!(got, data);
+}
+
+#[test]
+fn full_send_buffer_refuses_writes_then_signals_writable() {
+    let config = Config {
+        send_buffer_bytes: 4096,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(10, Link::clean(), config, Config::default());
+    handshake(&mut sim);
+    assert_eq!(sim.a.write(&[7u8; 10_000]), Ok(4096));
+    assert_eq!(sim.a.write(&[7u8; 1]), Err(StreamError::WouldBlock));
+    sim.run_until(|sim| sim.events_of(Side::A).contains(&StreamEvent::Writable));
+    assert!(sim.a.write(&[7u8; 1]).is_ok());
+}
+
+#[test]
+fn nagle_holds_a_small_segment_while_data_is_unacknowledged() {
+    let mut sim = Sim::new(11, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    sim.a.write(b"one").unwrap();
+    sim.pump();
+    sim.a.write(b"two").unwrap();
+    sim.pump();
+    let data = data_segments(&sim, Side::A);
+    assert_eq!(
+        data.len(),
+        1,
+        "the second small write waits for the first ACK"
+    );
+    let first_data_at = sim
+        .sent
+        .iter()
+        .find(|(_, _, s)| s.payload == b"one")
+        .unwrap()
+        .0;
+    sim.run_until(|sim| data_segments(sim, Side::A).len() == 2);
+    let second_at = sim
+        .sent
+        .iter()
+        .find(|(_, _, s)| s.payload == b"two")
+        .unwrap()
+        .0;
+    // Released by the 40 ms Nagle timer or the (delayed) ACK, whichever is first.
+    assert!(second_at - first_data_at <= Duration::from_millis(60));
+    assert!(second_at > first_data_at);
+}
+
+// ------------------------------------------------------------------------------ closing
+
+#[test]
+fn simultaneous_close_sends_one_fin_each_and_no_ping_pong() {
+    for seed in 0..10 {
+        let link = if seed == 0 {
+            Link::clean()
+        } else {
+            Link::hostile()
+        };
+        let mut sim = Sim::new(100 + seed, link, Config::default(), Config::default());
+        handshake(&mut sim);
+        sim.a.close();
+        sim.b().close();
+        sim.run_until(|sim| sim.a.is_closed() && sim.b.as_ref().is_some_and(Connection::is_closed));
+        for side in [Side::A, Side::B] {
+            let fins = sim
+                .sent_by(side)
+                .filter(|s| s.flags.contains(Flags::FIN))
+                .count();
+            if seed == 0 {
+                assert_eq!(
+                    fins, 1,
+                    "{side:?}: the FIN|ACK of the peer is answered with ACK"
+                );
+            } else {
+                // Only retransmissions of the one FIN, bounded by the retry limit.
+                assert!((1..=8).contains(&fins), "seed {seed} {side:?}: {fins} FINs");
+            }
+            let fin_seqs: Vec<u32> = sim
+                .sent_by(side)
+                .filter(|s| s.flags.contains(Flags::FIN))
+                .map(|s| s.seq)
+                .collect();
+            assert!(
+                fin_seqs.iter().all(|&s| s == fin_seqs[0]),
+                "never a second FIN"
+            );
+        }
+        assert!(sim.events_of(Side::A).contains(&StreamEvent::PeerClosed));
+        assert!(
+            !sim.events_of(Side::A).contains(&StreamEvent::TimedOut),
+            "seed {seed}"
+        );
+    }
+}
+
+/// A scripted peer in the style of the Feb daemons: it answers *every* FIN-flagged segment
+/// with FIN|ACK, so two of them ping-pong forever. Our side must stop the storm.
+#[test]
+fn peer_that_answers_every_fin_with_fin_ack_is_survived() {
+    let t0 = Instant::ZERO;
+    let mut a = Connection::connect(t0, Config::default());
+    let syn = a.poll_transmit(t0).unwrap();
+    assert_eq!(syn.flags, Flags::SYN);
+    let syn_ack = Segment {
+        flags: Flags::SYN | Flags::ACK,
+        seq: 0,
+        ack: 1,
+        window: 512,
+        payload: &[][..],
+    };
+    a.handle_segment(t0, syn_ack);
+    assert_eq!(a.poll_transmit(t0).unwrap().flags, Flags::ACK);
+
+    a.close();
+    let our_fin = a.poll_transmit(t0).unwrap();
+    assert_eq!(our_fin.flags, Flags::FIN | Flags::ACK);
+    assert_eq!(a.poll_transmit(t0), None);
+
+    // The storm: the peer answers each of our FIN-flagged segments with FIN|ACK, and also
+    // repeats its FIN|ACK on its own. Feed 50 of them over 5 s.
+    let storm = Segment {
+        flags: Flags::FIN | Flags::ACK,
+        seq: 1,
+        ack: 2,
+        window: 0,
+        payload: &[][..],
+    };
+    let mut ours = Vec::new();
+    for i in 0..50u64 {
+        let now = Instant::from_millis(10 + i * 100);
+        a.handle_segment(now, storm.clone());
+        while let Some(seg) = a.poll_transmit(now) {
+            ours.push(seg);
+        }
+        if a.poll_timeout().is_some_and(|t| t <= now) {
+            a.handle_timeout(now);
+        }
+    }
+    assert_eq!(ours.len(), 50, "each FIN|ACK gets exactly one answer");
+    assert!(
+        ours.iter().all(|s| s.flags == Flags::ACK),
+        "never FIN|ACK for FIN|ACK: {ours:?}"
+    );
+    assert!(ours.iter().all(|s| s.ack == 2 && s.seq == 2));
+    assert_eq!(a.state(), State::TimeWait);
+
+    // TIME_WAIT started with the first FIN|ACK at 10 ms and was not refreshed by the rest.
+    assert_eq!(a.poll_timeout(), Some(Instant::from_millis(10) + TIME_WAIT));
+    a.handle_timeout(Instant::from_millis(10) + TIME_WAIT);
+    assert!(a.is_closed());
+    let events: Vec<StreamEvent> = std::iter::from_fn(|| a.poll_event()).collect();
+    assert_eq!(
+        events,
+        [
+            StreamEvent::Connected,
+            StreamEvent::PeerClosed,
+            StreamEvent::Closed
+        ]
+    );
+}
+
+#[test]
+fn fin_from_a_go_peer_is_answered_with_one_fin_ack() {
+    // A Go peer closes first with a bare FIN (no ACK flag, ack 0, window 0; spec §8.9).
+    let mut sim = Sim::new(12, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    let now = sim.now;
+    let go_fin = Segment {
+        flags: Flags::FIN,
+        seq: 1,
+        ack: 0,
+        window: 0,
+        payload: &[][..],
+    };
+    sim.a.handle_segment(now, go_fin);
+    let answer = sim.a.poll_transmit(now).unwrap();
+    assert_eq!(answer.flags, Flags::FIN | Flags::ACK);
+    assert_eq!((answer.seq, answer.ack), (1, 2));
+    assert_eq!(
+        sim.a.poll_transmit(now),
+        None,
+        "a single segment answers the FIN"
+    );
+    assert_eq!(sim.a.state(), State::TimeWait);
+    assert_eq!(
+        sim.a.write(b"late"),
+        Err(StreamError::Closed),
+        "no half-close"
+    );
+    let mut buf = [0u8; 4];
+    assert_eq!(sim.a.read(&mut buf), Ok(0), "end of stream");
+}
+
+#[test]
+fn peer_fin_after_pending_data_waits_for_that_data() {
+    // B receives A's FIN while B still has unsent data: B ACKs the FIN, flushes, then FINs.
+    let mut sim = Sim::new(13, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    let reply = test_data(13, 20 * 1024);
+    assert_eq!(sim.b().write(&reply), Ok(reply.len()));
+    sim.a.close();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    sim.run_until(|sim| {
+        while let Ok(n) = sim.a.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        sim.a.is_closed() && sim.b.as_ref().is_some_and(Connection::is_closed)
+    });
+    assert_eq!(
+        got, reply,
+        "data written before the peer's FIN is delivered"
+    );
+    let b_fins: Vec<&Segment> = sim
+        .sent_by(Side::B)
+        .filter(|s| s.flags.contains(Flags::FIN))
+        .collect();
+    assert_eq!(b_fins.len(), 1);
+    assert_eq!(
+        b_fins[0].seq,
+        1 + reply.len() as u32,
+        "B's FIN comes after its data"
+    );
+}
+
+// ------------------------------------------------------------------------------ failures
+
+#[test]
+fn abort_sends_rst_and_the_peer_reports_reset() {
+    let mut sim = Sim::new(14, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    sim.b().write(b"unread").unwrap();
+    sim.run_until(|sim| sim.a.readable_bytes() == 6);
+    sim.b().abort();
+    sim.run_until(|sim| sim.a.is_closed());
+    let rst = sim.sent_by(Side::B).last().unwrap();
+    assert_eq!((rst.flags, rst.seq, rst.ack), (Flags::RST, 0, 0));
+    assert_eq!(
+        sim.events_of(Side::A),
+        [
+            StreamEvent::Connected,
+            StreamEvent::Readable,
+            StreamEvent::Reset,
+            StreamEvent::Closed
+        ]
+    );
+    assert_eq!(sim.events_of(Side::B).last(), Some(&StreamEvent::Closed));
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        sim.a.read(&mut buf),
+        Ok(6),
+        "buffered data survives the reset"
+    );
+    assert_eq!(sim.a.read(&mut buf), Err(StreamError::Reset));
+    assert_eq!(sim.a.write(b"x"), Err(StreamError::Reset));
+    sim.run_to_quiet();
+    assert_eq!(
+        sim.count_sent(Side::A, Flags::RST),
+        0,
+        "RST is not answered"
+    );
+}
+
+#[test]
+fn eight_failed_transmissions_send_rst_and_time_out() {
+    let mut sim = Sim::new(15, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    // From now on B hears nothing.
+    sim.filter = Some(Box::new(|side, _| side == Side::A));
+    sim.a.write(b"into the void").unwrap();
+    sim.run_to_quiet();
+    let attempts = sim
+        .sent_by(Side::A)
+        .filter(|s| s.payload == b"into the void")
+        .count();
+    assert_eq!(attempts, 8);
+    assert_eq!(sim.sent_by(Side::A).last().unwrap().flags, Flags::RST);
+    let events = sim.events_of(Side::A);
+    assert_eq!(
+        &events[events.len() - 2..],
+        [StreamEvent::TimedOut, StreamEvent::Closed]
+    );
+    // The retransmissions backed off exponentially.
+    let times: Vec<Instant> = sim
+        .sent
+        .iter()
+        .filter(|(_, _, s)| s.payload == b"into the void")
+        .map(|(t, _, _)| *t)
+        .collect();
+    for pair in times.windows(3) {
+        assert!(pair[2] - pair[1] >= pair[1] - pair[0], "{times:?}");
+    }
+}
+
+#[test]
+fn silent_peer_is_probed_three_times_then_reset() {
+    let mut sim = Sim::new(16, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    let idle_from = sim.connected_at(Side::A);
+    sim.filter = Some(Box::new(|_, _| true));
+    sim.run_until(|sim| sim.a.is_closed());
+    let probes: Vec<Instant> = sim
+        .sent
+        .iter()
+        .filter(|(t, side, s)| *side == Side::A && *t > idle_from && s.flags == Flags::ACK)
+        .map(|(t, _, _)| *t)
+        .collect();
+    assert_eq!(probes.len(), 3, "{probes:?}");
+    assert_eq!(probes[0] - idle_from, Duration::from_secs(60));
+    assert_eq!(probes[1] - probes[0], KEEPALIVE_PROBE_INTERVAL);
+    assert_eq!(sim.sent_by(Side::A).last().unwrap().flags, Flags::RST);
+    assert!(sim.events_of(Side::A).contains(&StreamEvent::TimedOut));
+}
+
+#[test]
+fn answered_keepalives_keep_the_connection_until_the_idle_close() {
+    let mut sim = Sim::new(17, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    let idle_from = sim.connected_at(Side::A);
+    sim.run_until(|sim| sim.a.is_closed() && sim.b.as_ref().is_some_and(Connection::is_closed));
+    // Both sides close with FIN after 120 s without data: no RST, no timeout.
+    assert_eq!(
+        sim.count_sent(Side::A, Flags::RST) + sim.count_sent(Side::B, Flags::RST),
+        0
+    );
+    let first_fin = sim
+        .sent
+        .iter()
+        .find(|(_, _, s)| s.flags.contains(Flags::FIN))
+        .unwrap()
+        .0;
+    assert_eq!(first_fin - idle_from, Duration::from_secs(120));
+    assert!(!sim.events_of(Side::A).contains(&StreamEvent::TimedOut));
+}
