@@ -62,7 +62,7 @@ mod tests {
             (0u32, 1u32),
             (5, 0x8000_0004),
             (0xFFFF_FFFF, 0),
-            (1 << 30, 3 << 30),
+            (0x4000_0000, 0xB000_0000),
         ] {
             assert_ne!(serial_lt(a, b), serial_lt(b, a), "{a} vs {b}");
         }
