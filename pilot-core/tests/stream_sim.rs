@@ -600,6 +600,10 @@ fn bulk_transfer_over_loss_reordering_and_duplication_arrives_intact() {
         let mut sim = Sim::new(seed, Link::hostile(), Config::default(), Config::default());
         let digest = transfer(&mut sim, &data);
         assert_eq!(digest, sha256(&data), "seed {seed}");
+        if std::env::var("STREAM_SIM_STATS").is_ok() {
+            let data_sent = data_segments(&sim, Side::A).len();
+            eprintln!("seed {seed}: {} s simulated, {data_sent} data segments for {}, {} steps", (sim.now - Instant::from_millis(1000)).as_secs_f64(), bytes / 1024, sim.steps);
+        }
         for seg in sim.sent.iter().map(|(_, _, s)| s) {
             assert!(
                 seg.payload.len() <= usize::from(DEFAULT_MSS_BYTES),

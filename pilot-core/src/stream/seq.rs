@@ -3,7 +3,7 @@
 //! On the wire a sequence number is a `u32` that wraps. Inside a [`Connection`] every sequence
 //! number is kept as a `u64` that never wraps (the *absolute* sequence number), so that queues
 //! and maps can be ordered with plain `<`. A received wire value is turned into an absolute one
-//! exactly once, by [`unwrap`], which is where the serial comparison `int32(a − b)` happens.
+//! exactly once, by `unwrap`, which is where the serial comparison `int32(a − b)` happens.
 //!
 //! [`Connection`]: super::Connection
 
