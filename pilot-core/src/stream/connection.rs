@@ -14,7 +14,7 @@ use super::congestion::{AckProgress, Congestion};
 use super::error::StreamError;
 use super::recv::{Arrival, ReceiveBuffer};
 use super::rtt::RttEstimator;
-use super::sack::SackBlocks;
+use super::sack::{SackBlocks, SACK_MAGIC};
 use super::segment::{Flags, Segment};
 use super::send::{RetransmitQueue, SendBuffer, SentSegment};
 use super::seq::{serial_lt, to_wire, unwrap};
@@ -950,6 +950,7 @@ impl Connection {
         }
         self.timers.stop(Timer::Nagle);
         self.nagle_expired = false;
+        let len = self.avoid_sack_lookalike(len);
 
         // len ≤ mss ≤ u16::MAX.
         let sent = SentSegment::new(self.snd_nxt, len as u32, false, now);
@@ -959,6 +960,28 @@ impl Connection {
         self.timers
             .set_if_idle(Timer::Retransmit, now + self.rtt.rto());
         Some(self.sent_segment(&sent))
+    }
+
+    /// Shortens a data segment whose payload would parse as SACK to the 4 magic bytes.
+    ///
+    /// spec §8.5: every receiver decodes a non-empty pure-ACK payload as SACK first, so such a
+    /// segment would be swallowed and never acknowledged. Four bytes cannot parse as SACK, and
+    /// the rest no longer starts with the magic, so both halves arrive as data.
+    fn avoid_sack_lookalike(&self, len: u64) -> u64 {
+        let magic_len = SACK_MAGIC.len() as u64;
+        if len <= magic_len {
+            return len;
+        }
+        let head = self
+            .send_buffer
+            .copy_out(self.snd_nxt, SACK_MAGIC.len() + 1);
+        if head.starts_with(&SACK_MAGIC)
+            && SackBlocks::decode(&self.send_buffer.copy_out(self.snd_nxt, len as usize)).is_ok()
+        {
+            magic_len
+        } else {
+            len
+        }
     }
 
     fn transmit_fin(&mut self, now: Instant) -> Option<Segment> {
