@@ -1003,6 +1003,24 @@ fn abort_sends_rst_and_the_peer_reports_reset() {
 }
 
 #[test]
+fn rst_with_ack_flag_is_still_a_reset() {
+    // spec §8.2: RST is checked before ACK.
+    let mut sim = Sim::new(19, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    let now = sim.now;
+    let rst = Segment {
+        flags: Flags::RST | Flags::ACK,
+        seq: 1,
+        ack: 1,
+        window: 512,
+        payload: &[][..],
+    };
+    sim.a.handle_segment(now, rst);
+    assert!(sim.a.is_closed());
+    assert_eq!(sim.a.write(b"x"), Err(StreamError::Reset));
+}
+
+#[test]
 fn eight_failed_transmissions_send_rst_and_time_out() {
     let mut sim = Sim::new(15, Link::clean(), Config::default(), Config::default());
     handshake(&mut sim);

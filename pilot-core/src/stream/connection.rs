@@ -552,10 +552,12 @@ impl Connection {
             self.on_syn(&segment);
         } else if flags.contains(Flags::SYN) {
             self.on_syn_ack(now, &segment);
-        } else if flags.contains(Flags::FIN) || flags.contains(Flags::ACK) {
+        } else if flags.contains(Flags::FIN) {
             self.on_synchronized(now, &segment);
         } else if flags.contains(Flags::RST) {
             self.finish(StreamError::Reset);
+        } else if flags.contains(Flags::ACK) {
+            self.on_synchronized(now, &segment);
         }
         self.refresh_timers(now);
     }
