@@ -604,6 +604,23 @@ fn bulk_transfer_over_loss_reordering_and_duplication_arrives_intact() {
         assert_eq!(digest, sha256(&data), "seed {seed}");
         if std::env::var("STREAM_SIM_STATS").is_ok() {
             let data_sent = data_segments(&sim, Side::A).len();
+            // Gaps of more than 100 ms in A's sending are retransmission timeouts.
+            let times: Vec<Instant> = sim
+                .sent
+                .iter()
+                .filter(|(_, s, _)| *s == Side::A)
+                .map(|(t, _, _)| *t)
+                .collect();
+            let stalls: Vec<Duration> = times
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .filter(|d| *d > Duration::from_millis(100))
+                .collect();
+            eprintln!(
+                "seed {seed}: {} timeout stalls totalling {:?}",
+                stalls.len(),
+                stalls.iter().sum::<Duration>()
+            );
             eprintln!(
                 "seed {seed}: {} s simulated, {data_sent} data segments for {}, {} steps",
                 (sim.now - Instant::from_millis(1000)).as_secs_f64(),

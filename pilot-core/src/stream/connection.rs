@@ -23,6 +23,8 @@ use crate::time::Instant;
 
 /// Our initial sequence number: always 0, as in every Go version (spec §8.3).
 pub const INITIAL_SEQUENCE: u32 = 0;
+/// Smallest reordering allowance of time-based loss detection (RFC 8985 uses RTT/4).
+const RACK_MIN_REORDERING_WINDOW: Duration = Duration::from_millis(1);
 
 /// Connection states, named as in spec §8.1 (LISTEN lives in the node layer).
 ///
@@ -104,6 +106,8 @@ pub struct Connection {
     last_ack_window: u16,
     /// Incremented per loss event; a segment is retransmitted at most once per epoch.
     recovery_epoch: u32,
+    /// Send time of the newest segment known delivered (RACK's reference point).
+    rack_delivered_sent: Option<Instant>,
     /// Retransmission timeouts since the cumulative ACK last advanced.
     consecutive_timeouts: u8,
     fin_queued: bool,
@@ -156,6 +160,7 @@ impl Connection {
             duplicate_acks: 0,
             last_ack_window: 0,
             recovery_epoch: 0,
+            rack_delivered_sent: None,
             consecutive_timeouts: 0,
             fin_queued: false,
             fin_sent: false,
@@ -692,20 +697,23 @@ impl Connection {
         if !segment.flags.contains(Flags::FIN) {
             self.peer_window = segment.window;
         }
+        let flight_before = usize::try_from(self.retransmit.flight_bytes()).unwrap_or(usize::MAX);
+        let mut delivered_sent = None;
         if let Some(blocks) = sack {
             for block in blocks.as_slice() {
                 let left = unwrap(block.left, self.snd_una);
                 let right = unwrap(block.right, self.snd_una);
                 if let (Some(left), Some(right)) = (left, right) {
                     if left < right && right <= self.snd_nxt {
-                        self.retransmit.mark_sacked(left, right);
+                        delivered_sent =
+                            delivered_sent.max(self.retransmit.mark_sacked(left, right));
                     }
                 }
             }
         }
 
         if ack > self.snd_una {
-            self.on_cumulative_ack(now, ack);
+            delivered_sent = delivered_sent.max(self.on_cumulative_ack(now, ack));
         } else if pure_ack
             && !self.retransmit.is_empty()
             && (sack.is_some() || segment.window == self.last_ack_window)
@@ -716,10 +724,30 @@ impl Connection {
             self.retransmit
                 .mark_lost_below_sacked(DUPLICATE_ACK_THRESHOLD as usize, self.recovery_epoch);
         }
+        self.detect_loss_by_time(delivered_sent, flight_before);
         self.last_ack_window = segment.window;
     }
 
-    fn on_cumulative_ack(&mut self, now: Instant, ack: u64) {
+    /// RACK-style loss detection (RFC 8985): once a segment sent at `t` is delivered, any
+    /// segment still outstanding that was (re)sent more than a reordering window before `t`
+    /// is lost. Counts as a loss event like a third duplicate ACK when not yet recovering.
+    fn detect_loss_by_time(&mut self, delivered_sent: Option<Instant>, flight_before: usize) {
+        self.rack_delivered_sent = self.rack_delivered_sent.max(delivered_sent);
+        let (Some(delivered_sent), Some(srtt)) = (self.rack_delivered_sent, self.rtt.srtt()) else {
+            return;
+        };
+        let reordering_window = (srtt / 4).max(RACK_MIN_REORDERING_WINDOW);
+        let micros = u64::try_from(reordering_window.as_micros()).unwrap_or(u64::MAX);
+        let deadline = Instant::from_micros(delivered_sent.as_micros().saturating_sub(micros));
+        if self.retransmit.mark_lost_sent_before(deadline) && !self.congestion.in_recovery() {
+            self.recovery_epoch = self.recovery_epoch.wrapping_add(1);
+            self.congestion
+                .on_fast_retransmit(flight_before, self.snd_nxt);
+        }
+    }
+
+    /// Returns the send time of the newest never-retransmitted segment it acknowledged.
+    fn on_cumulative_ack(&mut self, now: Instant, ack: u64) -> Option<Instant> {
         let acked_bytes = usize::try_from(ack - self.snd_una).unwrap_or(usize::MAX);
         let acked = self.retransmit.ack_to(ack);
         if let Some(sent) = acked.rtt_sample_from {
@@ -746,6 +774,7 @@ impl Connection {
             self.write_blocked = false;
             self.events.push_back(StreamEvent::Writable);
         }
+        acked.delivered_sent
     }
 
     fn on_duplicate_ack(&mut self) {
@@ -913,7 +942,9 @@ impl Connection {
         if flight > 0 && flight + len > cwnd {
             return None;
         }
-        let sent = self.retransmit.retransmit_first_lost(self.recovery_epoch)?;
+        let sent = self
+            .retransmit
+            .retransmit_first_lost(self.recovery_epoch, now)?;
         self.timers
             .set_if_idle(Timer::Retransmit, now + self.rtt.rto());
         Some(self.sent_segment(&sent))

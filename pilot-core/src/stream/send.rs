@@ -84,6 +84,8 @@ pub(crate) struct SentSegment {
     pub(crate) fin: bool,
     /// Time of the first transmission, for RTT samples (Karn: only if `transmissions == 1`).
     pub(crate) first_sent: Instant,
+    /// Time of the latest transmission, for time-based loss detection.
+    last_sent: Instant,
     pub(crate) transmissions: u8,
     /// Recovery episode in which it was last retransmitted (one retransmission per episode).
     pub(crate) epoch: u32,
@@ -98,6 +100,7 @@ impl SentSegment {
             len,
             fin,
             first_sent: now,
+            last_sent: now,
             transmissions: 1,
             epoch: 0,
             sacked: false,
@@ -129,6 +132,8 @@ pub(crate) struct Acked {
     pub(crate) rtt_sample_from: Option<Instant>,
     /// Our FIN was among the removed segments.
     pub(crate) fin: bool,
+    /// Send time of the newest removed segment that was never retransmitted (RACK).
+    pub(crate) delivered_sent: Option<Instant>,
 }
 
 /// Segments in flight, oldest first, with cached flight counters.
@@ -200,6 +205,9 @@ impl RetransmitQueue {
                 self.lost_segments -= 1;
             }
             retransmitted |= segment.transmissions > 1;
+            if segment.transmissions == 1 {
+                acked.delivered_sent = acked.delivered_sent.max(Some(segment.first_sent));
+            }
             acked.rtt_sample_from = Some(segment.first_sent);
             acked.fin |= segment.fin;
         }
@@ -209,8 +217,10 @@ impl RetransmitQueue {
         acked
     }
 
-    /// Marks segments lying wholly inside `[left, right)` as SACKed (spec §8.5).
-    pub(crate) fn mark_sacked(&mut self, left: u64, right: u64) {
+    /// Marks segments lying wholly inside `[left, right)` as SACKed (spec §8.5). Returns the
+    /// send time of the newest newly SACKed segment that was never retransmitted (RACK).
+    pub(crate) fn mark_sacked(&mut self, left: u64, right: u64) -> Option<Instant> {
+        let mut delivered_sent = None;
         let first = self.segments.partition_point(|s| s.seq < left);
         for index in first..self.segments.len() {
             let Some(segment) = self.segments.get(index) else {
@@ -227,11 +237,38 @@ impl RetransmitQueue {
             if before.lost {
                 self.lost_segments -= 1;
             }
+            if before.transmissions == 1 {
+                delivered_sent = delivered_sent.max(Some(before.first_sent));
+            }
             if let Some(segment) = self.segments.get_mut(index) {
                 segment.sacked = true;
                 segment.lost = false;
             }
         }
+        delivered_sent
+    }
+
+    /// Marks lost every outstanding segment last sent before `deadline` (RACK, RFC 8985: a
+    /// segment sent later has been delivered, so this one is not merely reordered). Unlike
+    /// the other rules this also catches a lost retransmission. Returns whether any was marked.
+    pub(crate) fn mark_lost_sent_before(&mut self, deadline: Instant) -> bool {
+        let mut marked = false;
+        for index in 0..self.segments.len() {
+            let Some(segment) = self.segments.get(index) else {
+                break;
+            };
+            if segment.sacked || segment.lost || segment.last_sent >= deadline {
+                continue;
+            }
+            let before = segment.clone();
+            self.remove_flight(&before);
+            self.lost_segments += 1;
+            if let Some(segment) = self.segments.get_mut(index) {
+                segment.lost = true;
+            }
+            marked = true;
+        }
+        marked
     }
 
     /// Marks the segment at `index` lost (waiting for retransmission) unless SACKed or
@@ -283,13 +320,18 @@ impl RetransmitQueue {
     }
 
     /// Takes the oldest lost segment for retransmission: it is in flight again.
-    pub(crate) fn retransmit_first_lost(&mut self, epoch: u32) -> Option<SentSegment> {
+    pub(crate) fn retransmit_first_lost(
+        &mut self,
+        epoch: u32,
+        now: Instant,
+    ) -> Option<SentSegment> {
         if self.lost_segments == 0 {
             return None;
         }
         let index = self.segments.iter().position(|s| s.lost)?;
         let segment = self.segments.get_mut(index)?;
         segment.lost = false;
+        segment.last_sent = now;
         segment.transmissions = segment.transmissions.saturating_add(1);
         segment.epoch = epoch;
         let copy = segment.clone();
@@ -349,7 +391,7 @@ mod tests {
         assert_eq!((q.flight_bytes(), q.flight_segments()), (300, 3));
         q.mark_first_unsacked_lost(1);
         assert_eq!(q.flight_bytes(), 200);
-        let again = q.retransmit_first_lost(1).unwrap();
+        let again = q.retransmit_first_lost(1, Instant::ZERO).unwrap();
         assert_eq!((again.seq, again.transmissions), (1, 2));
         assert_eq!(q.flight_bytes(), 300);
     }
@@ -358,7 +400,7 @@ mod tests {
     fn a_segment_is_retransmitted_once_per_recovery_epoch() {
         let mut q = queue_of(2);
         q.mark_first_unsacked_lost(1);
-        q.retransmit_first_lost(1).unwrap();
+        q.retransmit_first_lost(1, Instant::ZERO).unwrap();
         q.mark_first_unsacked_lost(1);
         assert!(!q.has_lost());
         q.mark_first_unsacked_lost(2);
@@ -391,10 +433,47 @@ mod tests {
     }
 
     #[test]
+    fn time_based_loss_marks_segments_sent_before_a_delivered_one_even_if_retransmitted() {
+        let mut q = RetransmitQueue::default();
+        for i in 0..3u64 {
+            q.push(SentSegment::new(
+                1 + i * 100,
+                100,
+                false,
+                Instant::from_millis(i * 10),
+            ));
+        }
+        // The retransmission of the first segment at 25 ms is later lost too.
+        q.mark_first_unsacked_lost(1);
+        q.retransmit_first_lost(1, Instant::from_millis(25))
+            .unwrap();
+        assert_eq!(q.mark_sacked(201, 301), Some(Instant::from_millis(20)));
+        assert!(q.mark_lost_sent_before(Instant::from_millis(20)));
+        assert_eq!(q.first_lost_len(), Some(100));
+        let lost = q
+            .retransmit_first_lost(1, Instant::from_millis(30))
+            .unwrap();
+        assert_eq!(
+            lost.seq, 101,
+            "only the segment sent before the delivered one"
+        );
+        // A segment delivered later (sent at 40 ms) exposes the lost retransmission.
+        q.push(SentSegment::new(301, 100, false, Instant::from_millis(40)));
+        q.mark_sacked(301, 401);
+        assert!(q.mark_lost_sent_before(Instant::from_millis(40)));
+        assert_eq!(
+            q.retransmit_first_lost(1, Instant::from_millis(45))
+                .unwrap()
+                .seq,
+            1
+        );
+    }
+
+    #[test]
     fn an_ack_covering_a_retransmission_gives_no_rtt_sample() {
         let mut q = queue_of(3);
         q.mark_first_unsacked_lost(1);
-        q.retransmit_first_lost(1).unwrap();
+        q.retransmit_first_lost(1, Instant::ZERO).unwrap();
         assert_eq!(q.ack_to(301).rtt_sample_from, None);
     }
 }
