@@ -23,6 +23,8 @@ use crate::time::Instant;
 
 /// Our initial sequence number: always 0, as in every Go version (spec §8.3).
 pub const INITIAL_SEQUENCE: u32 = 0;
+/// Duplicate ACKs that each release one new segment beyond the window (RFC 3042).
+const LIMITED_TRANSMIT_SEGMENTS: u32 = 2;
 /// Smallest reordering allowance of time-based loss detection (RFC 8985 uses RTT/4).
 const RACK_MIN_REORDERING_WINDOW: Duration = Duration::from_millis(1);
 
@@ -965,7 +967,15 @@ impl Connection {
         if usize::from(self.peer_window) <= self.retransmit.flight_segments() {
             return None;
         }
-        let window = (self.congestion.window() as u64).min(u64::from(self.peer_window) * mss);
+        // RFC 3042 limited transmit: each of the first two duplicate ACKs lets one new segment
+        // out, so a small window can still produce the third duplicate ACK.
+        let limited_transmit = if self.congestion.in_recovery() {
+            0
+        } else {
+            u64::from(self.duplicate_acks.min(LIMITED_TRANSMIT_SEGMENTS)) * mss
+        };
+        let cwnd = self.congestion.window() as u64 + limited_transmit;
+        let window = cwnd.min(u64::from(self.peer_window) * mss);
         if self.retransmit.flight_bytes() + len > window {
             return None;
         }
