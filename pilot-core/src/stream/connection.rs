@@ -215,7 +215,8 @@ impl Connection {
         self.state
     }
 
-    /// Whether the connection is finished (no more segments, timers or events except queued ones).
+    /// Whether the connection reached [`State::Closed`]. A final RST may still be waiting in
+    /// [`poll_transmit`](Self::poll_transmit) and events in [`poll_event`](Self::poll_event).
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
     }
@@ -271,6 +272,7 @@ impl Connection {
             return Err(StreamError::WouldBlock);
         }
         self.last_data = self.now;
+        self.refresh_timers(self.now);
         Ok(taken)
     }
 
@@ -331,6 +333,7 @@ impl Connection {
         if (last == 0 && free > 0) || (last < half && free >= half) {
             self.ack_pending = true;
         }
+        self.refresh_timers(self.now);
     }
 
     /// Closes gracefully: written data is delivered, then a FIN (spec §8.9).
@@ -347,6 +350,7 @@ impl Connection {
             }
             _ => {}
         }
+        self.refresh_timers(self.now);
     }
 
     /// Aborts: sends RST (spec §8.9) and closes at once, dropping unsent data.
