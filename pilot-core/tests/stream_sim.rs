@@ -1245,3 +1245,167 @@ fn data_segments_never_carry_sack_and_pure_acks_carry_only_sack() {
         );
     }
 }
+
+#[test]
+fn fin_ahead_of_a_gap_waits_for_the_missing_data() {
+    // spec §8.9 (V-NEW zz_fin_in_order_test): the FIN is delivered in order.
+    let t = Instant::ZERO;
+    let syn = Segment {
+        flags: Flags::SYN,
+        seq: 0,
+        ack: 0,
+        window: 512,
+        payload: &[][..],
+    };
+    let mut b = Connection::accept(t, Config::default(), &syn);
+    b.poll_transmit(t).unwrap();
+    let ack = Segment {
+        flags: Flags::ACK,
+        seq: 1,
+        ack: 1,
+        window: 512,
+        payload: &[][..],
+    };
+    b.handle_segment(t, ack);
+    assert_eq!(b.poll_event(), Some(StreamEvent::Connected));
+
+    // Bytes 1..=5 are missing; the FIN (seq 11) arrives with the second half of the data.
+    let tail = Segment {
+        flags: Flags::ACK,
+        seq: 6,
+        ack: 1,
+        window: 512,
+        payload: &b"world"[..],
+    };
+    b.handle_segment(t, tail);
+    let fin = Segment {
+        flags: Flags::FIN | Flags::ACK,
+        seq: 11,
+        ack: 1,
+        window: 512,
+        payload: &[][..],
+    };
+    b.handle_segment(t, fin);
+    assert_eq!(
+        b.state(),
+        State::Established,
+        "FIN not accepted across a gap"
+    );
+    assert_eq!(b.poll_event(), None);
+    let mut buf = [0u8; 16];
+    assert_eq!(b.read(&mut buf), Err(StreamError::WouldBlock));
+    let dup_ack = b.poll_transmit(t).unwrap();
+    assert_eq!(dup_ack.ack, 1);
+    assert!(
+        SackBlocks::decode(&dup_ack.payload).is_ok(),
+        "the gap is reported with SACK"
+    );
+
+    let head = Segment {
+        flags: Flags::ACK,
+        seq: 1,
+        ack: 1,
+        window: 512,
+        payload: &b"hello"[..],
+    };
+    b.handle_segment(t, head);
+    let events: Vec<StreamEvent> = std::iter::from_fn(|| b.poll_event()).collect();
+    assert_eq!(events, [StreamEvent::Readable, StreamEvent::PeerClosed]);
+    let answer = b.poll_transmit(t).unwrap();
+    assert_eq!(
+        answer.flags,
+        Flags::FIN | Flags::ACK,
+        "nothing to flush: FIN|ACK at once"
+    );
+    assert_eq!(answer.ack, 12);
+    assert_eq!(b.read(&mut buf), Ok(10));
+    assert_eq!(&buf[..10], b"helloworld");
+    assert_eq!(b.read(&mut buf), Ok(0));
+}
+
+#[test]
+fn single_segment_is_acknowledged_after_exactly_40_ms() {
+    let mut sim = Sim::new(20, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    sim.a.write(b"ping").unwrap();
+    sim.run_until(|sim| sim.b.as_ref().is_some_and(|b| b.readable_bytes() == 4));
+    let arrived = sim.now;
+    let acks_before = sim.count_pure_acks(Side::B);
+    sim.run_until(|sim| sim.count_pure_acks(Side::B) > acks_before);
+    assert_eq!(sim.now - arrived, Duration::from_millis(40));
+}
+
+#[test]
+fn repeated_syn_ack_after_a_lost_handshake_ack_is_acknowledged_again() {
+    let t = Instant::ZERO;
+    let mut a = Connection::connect(t, Config::default());
+    a.poll_transmit(t).unwrap();
+    let syn_ack = Segment {
+        flags: Flags::SYN | Flags::ACK,
+        seq: 0,
+        ack: 1,
+        window: 512,
+        payload: &[][..],
+    };
+    a.handle_segment(t, syn_ack.clone());
+    assert_eq!(a.poll_transmit(t).unwrap().flags, Flags::ACK);
+    assert_eq!(a.poll_transmit(t), None);
+    a.handle_segment(Instant::from_millis(250), syn_ack);
+    let again = a.poll_transmit(Instant::from_millis(250)).unwrap();
+    assert_eq!((again.flags, again.seq, again.ack), (Flags::ACK, 1, 1));
+    let events: Vec<StreamEvent> = std::iter::from_fn(|| a.poll_event()).collect();
+    assert_eq!(events, [StreamEvent::Connected], "connected once");
+}
+
+#[test]
+fn syn_ack_that_does_not_acknowledge_our_syn_is_ignored() {
+    let t = Instant::ZERO;
+    let mut a = Connection::connect(t, Config::default());
+    a.poll_transmit(t).unwrap();
+    let bogus = Segment {
+        flags: Flags::SYN | Flags::ACK,
+        seq: 0,
+        ack: 77,
+        window: 512,
+        payload: &[][..],
+    };
+    a.handle_segment(t, bogus);
+    assert_eq!(a.state(), State::SynSent);
+    assert_eq!(a.poll_event(), None);
+}
+
+#[test]
+fn window_zero_on_a_go_fin_does_not_stall_the_flush() {
+    // V-FORK FINs carry window 0 meaning nothing (spec §8.6): B must still flush its data.
+    let mut sim = Sim::new(21, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    let reply = test_data(21, 8 * 1024);
+    sim.b().write(&reply).unwrap();
+    let now = sim.now;
+    let go_fin = Segment {
+        flags: Flags::FIN,
+        seq: 1,
+        ack: 0,
+        window: 0,
+        payload: &[][..],
+    };
+    sim.b().handle_segment(now, go_fin);
+    assert_eq!(sim.b().state(), State::CloseWait);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    sim.run_until(|sim| {
+        while let Ok(n) = sim.a.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got.len() == reply.len()
+    });
+    assert_eq!(got, reply);
+    let b_fins = sim
+        .sent_by(Side::B)
+        .filter(|s| s.flags.contains(Flags::FIN))
+        .count();
+    assert!(b_fins <= 1);
+}
