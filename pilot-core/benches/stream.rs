@@ -4,6 +4,7 @@
 //! the engine makes, no delay); the clock jumps to the next `poll_timeout` whenever both sides
 //! are idle. The figure is payload bytes moved per second of CPU, so it measures the engine,
 //! not a network.
+#![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -43,7 +43,7 @@ proptest! {
     ) {
         let mut bytes = b"SACK".to_vec();
         bytes.push(count);
-        bytes.extend(std::iter::repeat(7u8).take(cut.min(8 * usize::from(count) - 1)));
+        bytes.extend(std::iter::repeat_n(7u8, cut.min(8 * usize::from(count) - 1)));
         prop_assert_eq!(SackBlocks::decode(&bytes), Err(StreamError::SackTruncated));
     }
 
