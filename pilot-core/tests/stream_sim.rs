@@ -756,6 +756,59 @@ fn zero_window_stalls_the_sender_until_the_reader_drains_it() {
 }
 
 #[test]
+fn a_long_zero_window_is_flow_control_not_a_dead_peer() {
+    // The reader sleeps for 150 s, longer than the 120 s idle timeout. The sender keeps
+    // probing the zero window and the stream resumes intact.
+    let small = Config {
+        receive_capacity_segments: 4,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(22, Link::clean(), Config::default(), small);
+    handshake(&mut sim);
+    let data = test_data(22, 64 * 1024);
+    assert_eq!(sim.a.write(&data), Ok(data.len()));
+    let wake_at = sim.now + Duration::from_secs(150);
+    sim.run_until(|sim| sim.now >= wake_at);
+    assert_eq!(sim.a.state(), State::Established);
+    assert!(sim
+        .sent
+        .iter()
+        .all(|(_, _, s)| !s.flags.contains(Flags::FIN)));
+
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    sim.run_until(|sim| {
+        let b = sim.b.as_mut().unwrap();
+        while let Ok(n) = b.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got.len() == data.len()
+    });
+    assert_eq!(got, data);
+    assert!(!sim.events_of(Side::A).contains(&StreamEvent::TimedOut));
+}
+
+#[test]
+fn a_peer_that_never_reopens_its_window_is_given_up_after_30_probes() {
+    let small = Config {
+        receive_capacity_segments: 2,
+        ..Config::default()
+    };
+    let mut sim = Sim::new(23, Link::clean(), Config::default(), small);
+    handshake(&mut sim);
+    sim.a.write(&test_data(23, 16 * 1024)).unwrap();
+    sim.run_until(|sim| sim.a.is_closed());
+    assert_eq!(sim.events_of(Side::A).last(), Some(&StreamEvent::Closed));
+    assert!(sim.events_of(Side::A).contains(&StreamEvent::TimedOut));
+    assert_eq!(sim.sent_by(Side::A).last().unwrap().flags, Flags::RST);
+    // Every probe was answered with a zero window.
+    assert!(sim.sent_by(Side::B).filter(|s| s.window == 0).count() >= 30);
+}
+
+#[test]
 fn full_send_buffer_refuses_writes_then_signals_writable() {
     let config = Config {
         send_buffer_bytes: 4096,
@@ -1408,4 +1461,162 @@ fn window_zero_on_a_go_fin_does_not_stall_the_flush() {
         .filter(|s| s.flags.contains(Flags::FIN))
         .count();
     assert!(b_fins <= 1);
+}
+
+// ------------------------------------------------------------------------------ stress
+
+/// One side of a two-way exchange.
+struct Endpoint {
+    data: Vec<u8>,
+    written: usize,
+    /// Largest single `write` call, to exercise small segments.
+    write_chunk: usize,
+    /// Bytes read per simulation step, to exercise closing windows.
+    read_per_step: usize,
+    received: Vec<u8>,
+    eof: bool,
+    closed: bool,
+}
+
+impl Endpoint {
+    fn new(data: Vec<u8>, write_chunk: usize, read_per_step: usize) -> Self {
+        Endpoint {
+            data,
+            written: 0,
+            write_chunk,
+            read_per_step,
+            received: Vec::new(),
+            eof: false,
+            closed: false,
+        }
+    }
+
+    /// Writes, reads, and closes once everything was written and the peer's data all read
+    /// (there is no half-close, so closing earlier would end the peer's writing too).
+    fn drive(&mut self, conn: &mut Connection, peer_len: usize) -> Result<(), String> {
+        while self.written < self.data.len() {
+            let end = (self.written + self.write_chunk).min(self.data.len());
+            match conn.write(&self.data[self.written..end]) {
+                Ok(n) => self.written += n,
+                Err(StreamError::WouldBlock) => break,
+                Err(e) => return Err(format!("write failed: {e}")),
+            }
+        }
+        // Once the connection is over no more steps come, so the reader drains what is left.
+        let mut budget = if conn.is_closed() {
+            usize::MAX
+        } else {
+            self.read_per_step
+        };
+        let mut buf = [0u8; 4096];
+        while budget > 0 && !self.eof {
+            let want = budget.min(buf.len());
+            match conn.read(&mut buf[..want]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => {
+                    self.received.extend_from_slice(&buf[..n]);
+                    budget -= n;
+                }
+                Err(StreamError::WouldBlock) => break,
+                Err(e) => {
+                    return Err(format!(
+                        "read failed after {} bytes: {e}",
+                        self.received.len()
+                    ))
+                }
+            }
+        }
+        if !self.closed && self.written == self.data.len() && self.received.len() == peer_len {
+            conn.close();
+            self.closed = true;
+        }
+        Ok(())
+    }
+}
+
+fn exchange(sim: &mut Sim, a: &mut Endpoint, b: &mut Endpoint) {
+    let (a_len, b_len) = (a.data.len(), b.data.len());
+    sim.run_until(|sim| {
+        let mut outcome = a.drive(&mut sim.a, b_len).map_err(|e| format!("A: {e}"));
+        if let Some(conn) = sim.b.as_mut() {
+            outcome = outcome.and(b.drive(conn, a_len).map_err(|e| format!("B: {e}")));
+        }
+        if let Err(e) = outcome {
+            sim.dump(60);
+            panic!("{e}");
+        }
+        a.eof && b.eof && sim.a.is_closed() && sim.b.as_ref().is_some_and(Connection::is_closed)
+    });
+}
+
+#[test]
+fn two_way_transfer_over_a_hostile_link_arrives_intact_both_ways() {
+    for seed in 0..8 {
+        let mut a = Endpoint::new(test_data(seed, 300 * 1024), usize::MAX, usize::MAX);
+        let mut b = Endpoint::new(
+            test_data(seed + 1000, 200 * 1024 + 17),
+            usize::MAX,
+            usize::MAX,
+        );
+        let mut sim = Sim::new(
+            300 + seed,
+            Link::hostile(),
+            Config::default(),
+            Config::default(),
+        );
+        exchange(&mut sim, &mut a, &mut b);
+        assert!(b.received == a.data, "seed {seed}: A→B corrupted");
+        assert!(a.received == b.data, "seed {seed}: B→A corrupted");
+        for side in [Side::A, Side::B] {
+            assert!(
+                !sim.events_of(side).contains(&StreamEvent::TimedOut),
+                "seed {seed}"
+            );
+            assert!(
+                !sim.events_of(side).contains(&StreamEvent::Reset),
+                "seed {seed}"
+            );
+        }
+    }
+}
+
+#[test]
+fn slow_reader_with_a_small_window_over_a_hostile_link_loses_nothing() {
+    let mut closed_windows = 0;
+    for seed in 0..8 {
+        let small = Config {
+            receive_capacity_segments: 8,
+            ..Config::default()
+        };
+        let mut a = Endpoint::new(test_data(seed, 256 * 1024), usize::MAX, usize::MAX);
+        let mut b = Endpoint::new(Vec::new(), usize::MAX, 300);
+        let mut sim = Sim::new(400 + seed, Link::hostile(), Config::default(), small);
+        exchange(&mut sim, &mut a, &mut b);
+        assert!(b.received == a.data, "seed {seed}: corrupted");
+        // The receiver never advertised more than its capacity.
+        assert!(sim.sent_by(Side::B).all(|s| s.window <= 8));
+        if sim.sent_by(Side::B).any(|s| s.window == 0) {
+            closed_windows += 1;
+        }
+    }
+    assert!(
+        closed_windows >= 4,
+        "only {closed_windows} of 8 runs exercised a zero window"
+    );
+}
+
+#[test]
+fn small_writes_without_nagle_over_a_hostile_link_arrive_intact() {
+    for seed in 0..4 {
+        let no_nagle = Config {
+            nagle: false,
+            ..Config::default()
+        };
+        let mut a = Endpoint::new(test_data(seed, 64 * 1024), 97, usize::MAX);
+        let mut b = Endpoint::new(test_data(seed + 7, 10 * 1024), 13, usize::MAX);
+        let mut sim = Sim::new(500 + seed, Link::hostile(), no_nagle.clone(), no_nagle);
+        exchange(&mut sim, &mut a, &mut b);
+        assert!(b.received == a.data, "seed {seed}: A→B corrupted");
+        assert!(a.received == b.data, "seed {seed}: B→A corrupted");
+    }
 }

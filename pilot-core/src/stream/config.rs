@@ -37,6 +37,9 @@ pub const NAGLE_DELAY: Duration = Duration::from_millis(40);
 pub const ZERO_WINDOW_PROBE_INITIAL: Duration = Duration::from_millis(500);
 /// Cap of the doubling zero-window probe interval (spec §8.8).
 pub const ZERO_WINDOW_PROBE_MAX: Duration = Duration::from_secs(30);
+/// Probes into a zero window (probe timer or retransmission timeout) before giving up
+/// (spec §8.8, V-NEW: 30).
+pub const ZERO_WINDOW_MAX_PROBES: u32 = 30;
 /// Idle time (nothing received) before the first keepalive probe (spec §8.9, V-FORK/V-NEW).
 pub const DEFAULT_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 /// Time between keepalive probes once probing started (the Go daemons' 15 s sweep, §8.9).

@@ -297,7 +297,18 @@ impl RetransmitQueue {
     }
 
     /// Marks every un-SACKed segment lost (retransmission timeout).
+    ///
+    /// The oldest segment is marked even if SACKed: SACK is advisory (RFC 2018 §8) and a
+    /// receiver whose queue is full holds SACKed data it cannot yet acknowledge, so after a
+    /// timeout something must go out to draw a fresh ACK and window.
     pub(crate) fn mark_all_unsacked_lost(&mut self, epoch: u32) {
+        if let Some(front) = self.segments.front_mut() {
+            if front.sacked {
+                front.sacked = false;
+                let unsacked = front.clone();
+                self.add_flight(&unsacked);
+            }
+        }
         for index in 0..self.segments.len() {
             self.mark_lost_at(index, epoch);
         }
@@ -467,6 +478,17 @@ mod tests {
                 .seq,
             1
         );
+    }
+
+    #[test]
+    fn a_timeout_retransmits_the_oldest_segment_even_when_everything_is_sacked() {
+        let mut q = queue_of(2);
+        q.mark_sacked(1, 201);
+        assert_eq!(q.flight_bytes(), 0);
+        q.mark_all_unsacked_lost(1);
+        assert_eq!(q.first_lost_len(), Some(100));
+        assert_eq!(q.retransmit_first_lost(1, Instant::ZERO).unwrap().seq, 1);
+        assert_eq!(q.flight_bytes(), 100);
     }
 
     #[test]

@@ -116,6 +116,8 @@ pub struct Connection {
     fin_sent: bool,
     nagle_expired: bool,
     zero_window_probe_interval: Duration,
+    /// Probes sent since the peer last advertised a non-zero window.
+    zero_window_probes: u32,
     write_blocked: bool,
 
     // Receive side.
@@ -168,6 +170,7 @@ impl Connection {
             fin_sent: false,
             nagle_expired: false,
             zero_window_probe_interval: ZERO_WINDOW_PROBE_INITIAL,
+            zero_window_probes: 0,
             write_blocked: false,
             receive: ReceiveBuffer::new(
                 config.receive_capacity_segments,
@@ -315,6 +318,7 @@ impl Connection {
     }
 
     fn after_read(&mut self) {
+        self.last_data = self.now;
         if self.receive.readable_bytes() == 0 {
             self.readable_signalled = false;
         }

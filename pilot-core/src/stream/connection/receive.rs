@@ -167,6 +167,9 @@ impl Connection {
         // V-FORK FINs carry window 0 meaning nothing (spec §8.6); only trust other segments.
         if !segment.flags.contains(Flags::FIN) {
             self.peer_window = segment.window;
+            if segment.window > 0 {
+                self.zero_window_probes = 0;
+            }
         }
         let flight_before = usize::try_from(self.retransmit.flight_bytes()).unwrap_or(usize::MAX);
         let mut delivered_sent = None;

@@ -3,8 +3,8 @@
 use super::{Connection, State};
 use crate::stream::config::{
     FIN_WAIT_TIMEOUT, KEEPALIVE_MAX_PROBES, KEEPALIVE_PROBE_INTERVAL, MAX_TRANSMISSIONS,
-    SYN_INITIAL_RTO, SYN_MAX_RETRIES, SYN_MAX_RTO, TIME_WAIT, ZERO_WINDOW_PROBE_INITIAL,
-    ZERO_WINDOW_PROBE_MAX,
+    SYN_INITIAL_RTO, SYN_MAX_RETRIES, SYN_MAX_RTO, TIME_WAIT, ZERO_WINDOW_MAX_PROBES,
+    ZERO_WINDOW_PROBE_INITIAL, ZERO_WINDOW_PROBE_MAX,
 };
 use crate::stream::error::StreamError;
 use crate::stream::timer::Timer;
@@ -37,6 +37,9 @@ impl Connection {
             Timer::DelayedAck => self.ack_pending = true,
             Timer::Nagle => self.nagle_expired = true,
             Timer::ZeroWindowProbe => {
+                if self.count_zero_window_probe() {
+                    return;
+                }
                 self.probe_pending = true;
                 self.zero_window_probe_interval =
                     (self.zero_window_probe_interval * 2).min(ZERO_WINDOW_PROBE_MAX);
@@ -82,11 +85,18 @@ impl Connection {
         if self.retransmit.is_empty() {
             return;
         }
-        // spec §8.7: 8 transmissions of a segment, then RST.
-        self.consecutive_timeouts = self.consecutive_timeouts.saturating_add(1);
-        if self.consecutive_timeouts >= MAX_TRANSMISSIONS {
-            self.time_out();
-            return;
+        // spec §8.7: 8 transmissions of a segment, then RST. A peer that keeps answering
+        // with a zero window is alive, so then the zero-window probe limit applies instead.
+        if self.peer_window == 0 {
+            if self.count_zero_window_probe() {
+                return;
+            }
+        } else {
+            self.consecutive_timeouts = self.consecutive_timeouts.saturating_add(1);
+            if self.consecutive_timeouts >= MAX_TRANSMISSIONS {
+                self.time_out();
+                return;
+            }
         }
         self.recovery_epoch = self.recovery_epoch.wrapping_add(1);
         let flight = usize::try_from(self.retransmit.flight_bytes()).unwrap_or(usize::MAX);
@@ -95,6 +105,16 @@ impl Connection {
         self.duplicate_acks = 0;
         self.rtt.back_off();
         self.timers.set(Timer::Retransmit, now + self.rtt.rto());
+    }
+
+    /// Counts one probe into a zero window; gives up (and returns `true`) past the limit.
+    fn count_zero_window_probe(&mut self) -> bool {
+        self.zero_window_probes += 1;
+        if self.zero_window_probes > ZERO_WINDOW_MAX_PROBES {
+            self.time_out();
+            return true;
+        }
+        false
     }
 
     /// Recomputes the timers that follow from the state rather than from one event.
@@ -132,7 +152,13 @@ impl Connection {
         self.set_or_stop(Timer::Keepalive, keepalive);
 
         let idle = match self.state {
-            State::Established => self.config.idle_timeout.map(|t| self.last_data + t),
+            // Idle means nothing to send, nothing unread and no data moving: a stream stalled
+            // on a full window is not idle.
+            State::Established
+                if self.send_buffer.end() == self.snd_una && self.receive.readable_bytes() == 0 =>
+            {
+                self.config.idle_timeout.map(|t| self.last_data + t)
+            }
             // spec §8.9: FIN_WAIT is reaped after 10 s of silence, but only once our FIN is
             // acknowledged; until then the retransmission limit decides.
             State::FinWait if self.fin_sent && self.retransmit.is_empty() => {
