@@ -257,6 +257,11 @@ impl RetransmitQueue {
             let Some(segment) = self.segments.get(index) else {
                 break;
             };
+            if segment.transmissions == 1 && segment.last_sent >= deadline {
+                // Queue order is first-send order, so every later segment was (re)sent later
+                // still: nothing further can be lost.
+                break;
+            }
             if segment.sacked || segment.lost || segment.last_sent >= deadline {
                 continue;
             }
