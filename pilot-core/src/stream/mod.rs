@@ -84,7 +84,7 @@ pub mod timer;
 
 pub use config::*;
 pub use congestion::{INITIAL_SSTHRESH_BYTES, INITIAL_WINDOW_SEGMENTS, MAX_CWND_BYTES};
-pub use connection::{Connection, State, StreamEvent, INITIAL_SEQUENCE};
+pub use connection::{Connection, State, Stats, StreamEvent, INITIAL_SEQUENCE};
 pub use error::StreamError;
 pub use rtt::{INITIAL_RTO, MAX_RTO, MIN_RTO};
 pub use segment::{Flags, Segment};

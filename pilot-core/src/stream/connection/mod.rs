@@ -70,6 +70,19 @@ pub enum StreamEvent {
     Closed,
 }
 
+/// Counters of one connection's sender, for diagnostics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Data and FIN segments sent for the first time.
+    pub segments_sent: u64,
+    /// Data and FIN segments sent again (fast retransmit, partial ACK, timeout).
+    pub segments_retransmitted: u64,
+    /// Retransmission timeouts that fired.
+    pub timeouts: u64,
+    /// Loss events recovered without a timeout (third duplicate ACK or time-based detection).
+    pub fast_recoveries: u64,
+}
+
 /// One reliable stream (spec §8) as a sans-IO state machine.
 ///
 /// Feed it received segments ([`handle_segment`](Self::handle_segment)) and expired timers
@@ -118,6 +131,7 @@ pub struct Connection {
     zero_window_probe_interval: Duration,
     /// Probes sent since the peer last advertised a non-zero window.
     zero_window_probes: u32,
+    stats: Stats,
     write_blocked: bool,
 
     // Receive side.
@@ -171,6 +185,7 @@ impl Connection {
             nagle_expired: false,
             zero_window_probe_interval: ZERO_WINDOW_PROBE_INITIAL,
             zero_window_probes: 0,
+            stats: Stats::default(),
             write_blocked: false,
             receive: ReceiveBuffer::new(
                 config.receive_capacity_segments,
@@ -231,6 +246,11 @@ impl Connection {
         } else {
             0
         }
+    }
+
+    /// Sender counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
     }
 
     /// The smoothed round-trip time, once measured (RFC 6298 SRTT).

@@ -215,6 +215,7 @@ impl Connection {
         let deadline = Instant::from_micros(delivered_sent.as_micros().saturating_sub(micros));
         if self.retransmit.mark_lost_sent_before(deadline) && !self.congestion.in_recovery() {
             self.recovery_epoch = self.recovery_epoch.wrapping_add(1);
+            self.stats.fast_recoveries += 1;
             self.congestion
                 .on_fast_retransmit(flight_before, self.snd_nxt);
         }
@@ -256,6 +257,7 @@ impl Connection {
         // spec §8.7: fast retransmit on the third duplicate pure ACK, once per loss event.
         if self.duplicate_acks == DUPLICATE_ACK_THRESHOLD && !self.congestion.in_recovery() {
             self.recovery_epoch = self.recovery_epoch.wrapping_add(1);
+            self.stats.fast_recoveries += 1;
             let flight = usize::try_from(self.retransmit.flight_bytes()).unwrap_or(usize::MAX);
             self.congestion.on_fast_retransmit(flight, self.snd_nxt);
             self.retransmit

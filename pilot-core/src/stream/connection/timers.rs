@@ -99,6 +99,7 @@ impl Connection {
             }
         }
         self.recovery_epoch = self.recovery_epoch.wrapping_add(1);
+        self.stats.timeouts += 1;
         let flight = usize::try_from(self.retransmit.flight_bytes()).unwrap_or(usize::MAX);
         self.congestion.on_timeout(flight, self.snd_nxt);
         self.retransmit.mark_all_unsacked_lost(self.recovery_epoch);

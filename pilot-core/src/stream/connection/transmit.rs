@@ -92,6 +92,7 @@ impl Connection {
         let sent = self
             .retransmit
             .retransmit_first_lost(self.recovery_epoch, now)?;
+        self.stats.segments_retransmitted += 1;
         self.timers
             .set_if_idle(Timer::Retransmit, now + self.rtt.rto());
         Some(self.sent_segment(&sent))
@@ -142,6 +143,7 @@ impl Connection {
 
         // len ≤ mss ≤ u16::MAX.
         let sent = SentSegment::new(self.snd_nxt, len as u32, false, now);
+        self.stats.segments_sent += 1;
         self.snd_nxt += len;
         self.retransmit.push(sent.clone());
         self.last_data = now;
@@ -178,6 +180,7 @@ impl Connection {
         }
         // spec §8.9: the FIN consumes one sequence number and is retransmitted as a FIN.
         let sent = SentSegment::new(self.snd_nxt, 0, true, now);
+        self.stats.segments_sent += 1;
         self.snd_nxt += 1;
         self.fin_sent = true;
         self.retransmit.push(sent.clone());
