@@ -1660,3 +1660,33 @@ fn a_chaotic_link_never_corrupts_data_or_wedges_the_connection() {
     }
     assert!(completed >= 10, "only {completed} of 20 runs completed");
 }
+
+#[test]
+fn read_chunk_returns_segments_then_end_of_stream() {
+    let mut sim = Sim::new(24, Link::clean(), Config::default(), Config::default());
+    handshake(&mut sim);
+    let data = test_data(24, 3000);
+    sim.a.write(&data).unwrap();
+    sim.a.close();
+    sim.run_until(|sim| sim.b.as_ref().is_some_and(|b| b.state() == State::TimeWait));
+    let b = sim.b();
+    let mut got = Vec::new();
+    assert_eq!(
+        b.read_chunk(0),
+        Ok(Some(Vec::new())),
+        "data waiting is not end of stream"
+    );
+    while let Some(chunk) = b.read_chunk(usize::MAX).unwrap() {
+        assert!(
+            chunk.len() <= usize::from(DEFAULT_MSS_BYTES),
+            "one segment per chunk"
+        );
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got, data);
+    assert_eq!(
+        b.read_chunk(16),
+        Ok(None),
+        "end of stream stays end of stream"
+    );
+}

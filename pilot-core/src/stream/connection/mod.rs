@@ -317,11 +317,12 @@ impl Connection {
     ///
     /// `Ok(None)` is end of stream; errors as for [`read`](Self::read).
     pub fn read_chunk(&mut self, max: usize) -> Result<Option<Vec<u8>>, StreamError> {
-        if max > 0 {
-            if let Some(chunk) = self.receive.read_chunk(max) {
-                self.after_read();
-                return Ok(Some(chunk));
-            }
+        if max == 0 && self.receive.readable_bytes() > 0 {
+            return Ok(Some(Vec::new()));
+        }
+        if let Some(chunk) = self.receive.read_chunk(max) {
+            self.after_read();
+            return Ok(Some(chunk));
         }
         self.end_of_data().map(|()| None)
     }
