@@ -65,6 +65,17 @@ impl SendBuffer {
         out
     }
 
+    /// Whether the bytes starting at absolute sequence number `seq` begin with `prefix`.
+    pub(crate) fn has_prefix_at(&self, seq: u64, prefix: &[u8]) -> bool {
+        let Ok(offset) = usize::try_from(seq.saturating_sub(self.start)) else {
+            return false;
+        };
+        prefix
+            .iter()
+            .enumerate()
+            .all(|(i, byte)| self.data.get(offset.saturating_add(i)) == Some(byte))
+    }
+
     /// Forgets bytes before absolute sequence number `seq` (they were acknowledged).
     pub(crate) fn release_to(&mut self, seq: u64) {
         let n = usize::try_from(seq.saturating_sub(self.start)).unwrap_or(usize::MAX);
@@ -397,6 +408,9 @@ mod tests {
         assert_eq!(buf.copy_out(5, 8), b"efghijkl");
         assert_eq!(buf.copy_out(9, 2), b"ij");
         assert_eq!(buf.end(), 13);
+        assert!(buf.has_prefix_at(7, b"ghi"));
+        assert!(!buf.has_prefix_at(7, b"ghx"));
+        assert!(!buf.has_prefix_at(12, b"mn"), "runs past the end");
     }
 
     #[test]

@@ -162,10 +162,7 @@ impl Connection {
         if len <= magic_len {
             return len;
         }
-        let head = self
-            .send_buffer
-            .copy_out(self.snd_nxt, SACK_MAGIC.len() + 1);
-        if head.starts_with(&SACK_MAGIC)
+        if self.send_buffer.has_prefix_at(self.snd_nxt, &SACK_MAGIC)
             && SackBlocks::decode(&self.send_buffer.copy_out(self.snd_nxt, len as usize)).is_ok()
         {
             magic_len
