@@ -1690,3 +1690,85 @@ fn read_chunk_returns_segments_then_end_of_stream() {
         "end of stream stays end of stream"
     );
 }
+
+// ------------------------------------------------------------------------------ Go sessions
+
+/// The stream fields of the Go echo session in `shared/vectors/pilot-packet.json` (cases "SYN
+/// to echo port 7", "SYN-ACK from echo port", "ACK completing handshake", "echo data ping-0",
+/// "FIN (close, window 0, ack 0 as the daemons send it)", "FIN|ACK reply"): (flags, seq, ack,
+/// window, payload).
+const GO_SYN: (u8, u32, u32, u16, &[u8]) = (0x1, 0, 0, 512, b"");
+const GO_SYN_ACK: (u8, u32, u32, u16, &[u8]) = (0x3, 0, 1, 512, b"");
+const GO_HANDSHAKE_ACK: (u8, u32, u32, u16, &[u8]) = (0x2, 1, 1, 512, b"");
+const GO_DATA: (u8, u32, u32, u16, &[u8]) = (0x2, 1, 1, 512, b"ping-0");
+const GO_FIN: (u8, u32, u32, u16, &[u8]) = (0x4, 7, 0, 0, b"");
+const GO_FIN_ACK_REPLY: (u8, u32, u32, u16, &[u8]) = (0x6, 7, 8, 0, b"");
+
+fn go(fields: (u8, u32, u32, u16, &'static [u8])) -> Segment<&'static [u8]> {
+    let (flags, seq, ack, window, payload) = fields;
+    Segment {
+        flags: Flags::from_bits(flags),
+        seq,
+        ack,
+        window,
+        payload,
+    }
+}
+
+fn fields(seg: &Segment) -> (u8, u32, u32, u16, &[u8]) {
+    (seg.flags.bits(), seg.seq, seg.ack, seg.window, &seg.payload)
+}
+
+#[test]
+fn as_echo_responder_we_answer_the_go_dialer_like_the_go_daemon() {
+    let t = Instant::ZERO;
+    let mut echo = Connection::accept(t, Config::default(), &go(GO_SYN));
+    assert_eq!(fields(&echo.poll_transmit(t).unwrap()), GO_SYN_ACK);
+
+    echo.handle_segment(t, go(GO_HANDSHAKE_ACK));
+    echo.handle_segment(t, go(GO_DATA));
+    let mut buf = [0u8; 16];
+    let n = echo.read(&mut buf).unwrap();
+    assert_eq!(echo.write(&buf[..n]), Ok(6));
+    let reply = echo.poll_transmit(t).unwrap();
+    assert_eq!(
+        fields(&reply),
+        (0x2, 1, 7, 512, &b"ping-0"[..]),
+        "echo piggybacks the ACK"
+    );
+
+    echo.handle_segment(t, go(GO_FIN));
+    let fin_ack = echo.poll_transmit(t).unwrap();
+    // Same as the Go reply except the window: we never advertise 0 unless full (§8.6).
+    let (flags, seq, ack, _, payload) = GO_FIN_ACK_REPLY;
+    assert_eq!(fields(&fin_ack), (flags, seq, ack, 512, payload));
+    assert_eq!(echo.poll_transmit(t), None);
+}
+
+#[test]
+fn as_dialer_we_send_what_the_go_dialer_sends() {
+    let t = Instant::ZERO;
+    let mut dialer = Connection::connect(t, Config::default());
+    assert_eq!(fields(&dialer.poll_transmit(t).unwrap()), GO_SYN);
+    dialer.handle_segment(t, go(GO_SYN_ACK));
+    assert_eq!(fields(&dialer.poll_transmit(t).unwrap()), GO_HANDSHAKE_ACK);
+    dialer.write(b"ping-0").unwrap();
+    assert_eq!(fields(&dialer.poll_transmit(t).unwrap()), GO_DATA);
+
+    // The echo comes back (this segment is not in the vectors; its fields follow from them).
+    dialer.handle_segment(t, go((0x2, 1, 7, 512, b"ping-0")));
+    let mut buf = [0u8; 8];
+    assert_eq!(dialer.read(&mut buf), Ok(6));
+
+    // The Go side answers our FIN with its FIN|ACK reply; we end with a plain ACK.
+    dialer.close();
+    let fin = dialer.poll_transmit(t).unwrap();
+    assert_eq!(
+        (fin.flags, fin.seq, fin.ack),
+        (Flags::FIN | Flags::ACK, 7, 7)
+    );
+    dialer.handle_segment(t, go(GO_FIN_ACK_REPLY));
+    let last = dialer.poll_transmit(t).unwrap();
+    assert_eq!(fields(&last), (0x2, 8, 8, 512, &b""[..]));
+    assert_eq!(dialer.state(), State::TimeWait);
+}
