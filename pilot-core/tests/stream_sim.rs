@@ -1772,3 +1772,30 @@ fn as_dialer_we_send_what_the_go_dialer_sends() {
     assert_eq!(fields(&last), (0x2, 8, 8, 512, &b""[..]));
     assert_eq!(dialer.state(), State::TimeWait);
 }
+
+#[test]
+fn responder_whose_syn_ack_is_never_answered_gives_up_with_rst() {
+    let t = Instant::ZERO;
+    let mut b = Connection::accept(t, Config::default(), &go(GO_SYN));
+    let mut sent = Vec::new();
+    let mut now = t;
+    for _ in 0..100 {
+        while let Some(seg) = b.poll_transmit(now) {
+            sent.push(seg.flags);
+        }
+        let Some(next) = b.poll_timeout() else { break };
+        now = next;
+        b.handle_timeout(now);
+    }
+    while let Some(seg) = b.poll_transmit(now) {
+        sent.push(seg.flags);
+    }
+    let syn_acks = sent
+        .iter()
+        .filter(|f| **f == Flags::SYN | Flags::ACK)
+        .count();
+    assert_eq!(syn_acks, 8, "1 SYN-ACK + 7 retransmissions");
+    assert_eq!(sent.last(), Some(&Flags::RST));
+    let events: Vec<StreamEvent> = std::iter::from_fn(|| b.poll_event()).collect();
+    assert_eq!(events, [StreamEvent::TimedOut, StreamEvent::Closed]);
+}
