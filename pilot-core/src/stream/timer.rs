@@ -7,17 +7,17 @@ use crate::time::Instant;
 pub enum Timer {
     /// SYN (dialer) or SYN-ACK (responder) unanswered: send it again, or give up.
     SynRetransmit,
-    /// The oldest unacknowledged segment has waited one RTO: retransmit it, or reset.
+    /// The oldest unacknowledged segment has waited one RTO: retransmit, or reset after 8 sends.
     Retransmit,
     /// In-order data has waited 40 ms for an ACK to piggyback on: send a pure ACK.
     DelayedAck,
     /// A partial segment has been held back 40 ms by Nagle: send it anyway.
     Nagle,
-    /// The peer's window has been zero with data waiting: send a probe.
+    /// The peer's window has been zero with data waiting: probe, or reset after 30 probes.
     ZeroWindowProbe,
     /// Nothing received for the keepalive interval: probe, or reset after 3 silent probes.
     Keepalive,
-    /// No application data for the idle timeout (or FIN_WAIT silent 10 s): close.
+    /// Nothing sent, unread or moving for the idle timeout (or FIN_WAIT silent 10 s): close.
     Idle,
     /// TIME_WAIT is over: the connection is closed.
     TimeWait,
