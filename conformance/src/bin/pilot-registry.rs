@@ -82,7 +82,11 @@ async fn main() -> anyhow::Result<()> {
 
     // Scripts and tests read the bound address (useful with port 0) from this line.
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "pilot-registry listening on {}", server.local_addr())?;
+    writeln!(
+        stdout,
+        "pilot-registry listening on {}",
+        server.local_addr()
+    )?;
     stdout.flush()?;
     drop(stdout);
 

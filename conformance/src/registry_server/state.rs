@@ -348,8 +348,7 @@ impl Registry {
     fn resolve(&self, r: &Resolve, origin: &Origin) -> Result<Response, Refusal> {
         self.verify_by(r.requester_id, r)?;
         let node = self.node(r.node_id)?;
-        if !node.public && r.requester_id != r.node_id && !self.trusted(r.requester_id, r.node_id)
-        {
+        if !node.public && r.requester_id != r.node_id && !self.trusted(r.requester_id, r.node_id) {
             return Err(Refusal::ResolveDenied(r.node_id));
         }
         Ok(Response::ResolveOk(ResolveOk {
@@ -466,14 +465,22 @@ impl Registry {
 
         let requests = self.inbox.entry(to).or_default();
         requests.retain(|request| request.from_node_id != from);
-        let pending_total = self.pending.iter().filter(|(target, _)| *target == to).count();
+        let pending_total = self
+            .pending
+            .iter()
+            .filter(|(target, _)| *target == to)
+            .count();
         if requests.len() >= MAX_INBOX_ENTRIES || pending_total >= MAX_INBOX_ENTRIES {
             return Err(Refusal::InboxFull(to));
         }
         requests.push(RelayedHandshakeRequest {
             from_node_id: from,
             public_key: Some(public_key),
-            justification: r.justification.chars().take(MAX_JUSTIFICATION_CHARS).collect(),
+            justification: r
+                .justification
+                .chars()
+                .take(MAX_JUSTIFICATION_CHARS)
+                .collect(),
             timestamp: origin.now_unix,
         });
         self.pending.insert((to, from));
@@ -594,7 +601,11 @@ impl Registry {
     }
 
     fn release_hostname(&mut self, id: u32) {
-        if let Some(old) = self.nodes.get_mut(&id).and_then(|node| node.hostname.take()) {
+        if let Some(old) = self
+            .nodes
+            .get_mut(&id)
+            .and_then(|node| node.hostname.take())
+        {
             self.by_hostname.remove(&old);
         }
     }
@@ -649,7 +660,10 @@ mod tests {
     #[test]
     fn real_addr_takes_ip_from_connection_and_port_from_listen_addr() {
         let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
-        assert_eq!(real_addr("203.0.113.7:41000", ip).unwrap(), "127.0.0.2:41000");
+        assert_eq!(
+            real_addr("203.0.113.7:41000", ip).unwrap(),
+            "127.0.0.2:41000"
+        );
         assert_eq!(real_addr(":4000", ip).unwrap(), "127.0.0.2:4000");
         assert_eq!(real_addr("", ip).unwrap(), "");
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
