@@ -241,6 +241,18 @@ async fn known_owner_rebinds_its_node_to_a_new_key() {
     // The old key no longer names the node: it registers as a new one.
     let stranger = client.register(&key(1), ":4000").await;
     assert_ne!(stranger.node_id, old.node_id);
+
+    // A registered node cannot take an owner another node holds.
+    let mut claim = Register::signed(":4000".into(), &key(1));
+    claim.owner = Some("alice@example.com".into());
+    client.call(Request::Register(claim)).await;
+    let mut recovery = Register::signed(":4000".into(), &key(3));
+    recovery.owner = Some("alice@example.com".into());
+    let recovered = expect!(
+        client.call(Request::Register(recovery)).await,
+        Response::RegisterOk
+    );
+    assert_eq!(recovered.node_id, old.node_id);
 }
 
 #[tokio::test]

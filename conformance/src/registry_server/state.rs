@@ -236,10 +236,14 @@ impl Registry {
         node.endpoints = r.endpoints;
         node.lan_addrs = r.lan_addrs;
         node.version = r.version;
+        // An owner names one node: the first to claim it keeps it, and a node that changes
+        // owner releases the old one.
         if let Some(owner) = r.owner.filter(|owner| !owner.is_empty()) {
-            if node.owner.as_ref() != Some(&owner) {
-                node.owner = Some(owner.clone());
-                self.by_owner.insert(owner, id);
+            let holder = *self.by_owner.entry(owner.clone()).or_insert(id);
+            if holder == id && node.owner.as_ref() != Some(&owner) {
+                if let Some(old) = node.owner.replace(owner) {
+                    self.by_owner.remove(&old);
+                }
             }
         }
         let observed = Some(node.real_addr.clone()).filter(|addr| !addr.is_empty());
