@@ -1,7 +1,7 @@
 //! `pilot-registry`: a local, in-memory Pilot registry (spec §9) for tests and the demo.
 //! Not a production registry; see conformance/README.md.
 
-use std::io::Write as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -74,6 +74,8 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a human at a terminal, not in captured test or CI logs.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 
     let server = RegistryServer::bind(cli.config())
