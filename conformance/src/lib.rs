@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod registry_server;
 pub mod runners;
 
 /// Environment variable that points the conformance run at another vector directory.

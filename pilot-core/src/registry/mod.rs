@@ -46,7 +46,7 @@ pub use framing::{
 pub use request::{
     CheckTrust, Deregister, Endpoint, Heartbeat, ListNodes, Lookup, PollHandshakes, Register,
     ReportTrust, Request, RequestHandshake, Resolve, RespondHandshake, RevokeTrust, SetHostname,
-    SignedRequest,
+    SetVisibility, SignedRequest,
 };
 pub use response::{
     CheckTrustOk, HeartbeatOk, ListNodesOk, ListedNode, LookupOk, PollHandshakesOk, RegisterOk,

@@ -187,6 +187,30 @@ impl SetHostname {
     }
 }
 
+/// `set_visibility`: make the node public (endpoints visible in `lookup`, no trust gate on
+/// `resolve`) or private again (spec §6.8, §9.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetVisibility {
+    /// The node changing visibility.
+    pub node_id: u32,
+    /// `true` for public, `false` for private (the default).
+    pub public: bool,
+    /// Over `set_visibility:<id>` (the flag itself is not signed).
+    pub signature: Signature,
+}
+
+impl SetVisibility {
+    /// `node` sets its visibility.
+    pub fn signed(node: u32, public: bool, key: &Identity) -> Self {
+        let signature = challenge::sign(key, &challenge::set_visibility(node));
+        SetVisibility {
+            node_id: node,
+            public,
+            signature,
+        }
+    }
+}
+
 /// `check_trust`: does the registry consider `node_id` and `peer_id` trusted (mutual trust
 /// pair or shared non-backbone network)? Used by the SYN gate (spec §6.8). Unsigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,6 +394,7 @@ signed_request!(Heartbeat, |r| challenge::heartbeat(
 ));
 signed_request!(Deregister, |r| challenge::deregister(r.node_id));
 signed_request!(SetHostname, |r| challenge::set_hostname(r.node_id));
+signed_request!(SetVisibility, |r| challenge::set_visibility(r.node_id));
 signed_request!(ReportTrust, |r| challenge::report_trust(
     r.node_id, r.peer_id
 ));
@@ -401,6 +426,8 @@ pub enum Request {
     Deregister(Deregister),
     /// `set_hostname`
     SetHostname(SetHostname),
+    /// `set_visibility`
+    SetVisibility(SetVisibility),
     /// `check_trust`
     CheckTrust(CheckTrust),
     /// `report_trust`
@@ -427,6 +454,7 @@ impl Request {
             Request::Heartbeat(_) => "heartbeat",
             Request::Deregister(_) => "deregister",
             Request::SetHostname(_) => "set_hostname",
+            Request::SetVisibility(_) => "set_visibility",
             Request::CheckTrust(_) => "check_trust",
             Request::ReportTrust(_) => "report_trust",
             Request::RevokeTrust(_) => "revoke_trust",
@@ -446,6 +474,7 @@ impl Request {
             Request::Heartbeat(_) => "heartbeat_ok",
             Request::Deregister(_) => "deregister_ok",
             Request::SetHostname(_) => "set_hostname_ok",
+            Request::SetVisibility(_) => "set_visibility_ok",
             Request::CheckTrust(_) => "check_trust_ok",
             Request::ReportTrust(_) => "report_trust_ok",
             Request::RevokeTrust(_) => "revoke_trust_ok",
@@ -477,6 +506,7 @@ impl Request {
             "heartbeat" => decode_body(json, ty).map(Request::Heartbeat),
             "deregister" => decode_body(json, ty).map(Request::Deregister),
             "set_hostname" => decode_body(json, ty).map(Request::SetHostname),
+            "set_visibility" => decode_body(json, ty).map(Request::SetVisibility),
             "check_trust" => decode_body(json, ty).map(Request::CheckTrust),
             "report_trust" => decode_body(json, ty).map(Request::ReportTrust),
             "revoke_trust" => decode_body(json, ty).map(Request::RevokeTrust),
@@ -497,6 +527,7 @@ impl Request {
             Request::Heartbeat(r) => Some(r),
             Request::Deregister(r) => Some(r),
             Request::SetHostname(r) => Some(r),
+            Request::SetVisibility(r) => Some(r),
             Request::ReportTrust(r) => Some(r),
             Request::RevokeTrust(r) => Some(r),
             Request::RequestHandshake(r) => Some(r),

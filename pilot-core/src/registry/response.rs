@@ -227,6 +227,8 @@ pub enum Response {
     DeregisterOk,
     /// `set_hostname_ok`
     SetHostnameOk(SetHostnameOk),
+    /// `set_visibility_ok`
+    SetVisibilityOk,
     /// `check_trust_ok`
     CheckTrustOk(CheckTrustOk),
     /// `report_trust_ok`
@@ -259,6 +261,7 @@ impl Response {
             Response::HeartbeatOk(_) => "heartbeat_ok",
             Response::DeregisterOk => "deregister_ok",
             Response::SetHostnameOk(_) => "set_hostname_ok",
+            Response::SetVisibilityOk => "set_visibility_ok",
             Response::CheckTrustOk(_) => "check_trust_ok",
             Response::ReportTrustOk => "report_trust_ok",
             Response::RevokeTrustOk => "revoke_trust_ok",
@@ -302,6 +305,7 @@ impl Response {
             "heartbeat_ok" => decode_body(json, ty).map(Response::HeartbeatOk),
             "deregister_ok" => Ok(Response::DeregisterOk),
             "set_hostname_ok" => decode_body(json, ty).map(Response::SetHostnameOk),
+            "set_visibility_ok" => Ok(Response::SetVisibilityOk),
             "check_trust_ok" => decode_body(json, ty).map(Response::CheckTrustOk),
             "report_trust_ok" => Ok(Response::ReportTrustOk),
             "revoke_trust_ok" => Ok(Response::RevokeTrustOk),

@@ -241,6 +241,28 @@ fn deregister_and_set_hostname_shapes() {
 }
 
 #[test]
+fn set_visibility_shape_and_signature() {
+    let k = key(6);
+    let public = SetVisibility::signed(11, true, &k);
+    let got = request_json(&Request::SetVisibility(public.clone()));
+    assert_eq!(
+        got,
+        json!({"type": "set_visibility", "node_id": 11, "public": true,
+               "signature": got["signature"].clone()})
+    );
+    assert_eq!(
+        challenge::verify(&pk(&k), "set_visibility:11", &sig_of(&got)),
+        Ok(())
+    );
+    assert_eq!(public.verify(&pk(&k)), Ok(()));
+    assert_round_trip(&Request::SetVisibility(public));
+    assert_eq!(
+        decode_response(json!({"type": "set_visibility_ok"})),
+        Response::SetVisibilityOk
+    );
+}
+
+#[test]
 fn check_trust_is_unsigned() {
     let request = Request::CheckTrust(CheckTrust {
         node_id: 1,
@@ -361,6 +383,7 @@ fn type_names_match_the_serialized_tag() {
         Request::Heartbeat(Heartbeat::signed(1, None, &k)),
         Request::Deregister(Deregister::signed(1, &k)),
         Request::SetHostname(SetHostname::signed(1, "h".into(), &k)),
+        Request::SetVisibility(SetVisibility::signed(1, true, &k)),
         Request::CheckTrust(CheckTrust {
             node_id: 1,
             peer_id: 2,
