@@ -37,9 +37,10 @@ nostd-core: ## pilot-core for a target that has no std at all
 	$(CARGO) build -p pilot-core --no-default-features --target $(NOSTD_TARGET)
 
 demo: ## in-process demo: two pilot-core peers exchange keys and encrypted packets
-	$(CARGO) run --quiet -p pilot-core --example tunnel
+	$(CARGO) run -p pilot-core --example tunnel
 
-fuzz: ## run every fuzz target for FUZZ_SECONDS each (needs nightly; installs cargo-fuzz)
+fuzz: ## run every fuzz target for FUZZ_SECONDS each (installs nightly and cargo-fuzz if missing)
+	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	cd pilot-core/fuzz && for t in $(FUZZ_TARGETS); do \
 		$(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \

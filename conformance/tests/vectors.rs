@@ -64,8 +64,10 @@ fn main() -> ExitCode {
     for problem in &problems {
         println!("problem: {problem}");
     }
+    // A missing or unknown file counts as a failure in the closing tally too.
+    let failed = failed + problems.len();
     println!("vectors: {passed} passed, {failed} failed");
-    if failed == 0 && problems.is_empty() {
+    if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
