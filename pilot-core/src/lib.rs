@@ -13,6 +13,7 @@
 //! | [`frame`] | §3, §7 | tunnel frames PILT/PILS/PILK/PILA/PILP/PILF, beacon messages, TCP framing |
 //! | [`crypto`] | §4 | X25519, Ed25519, HKDF-SHA256, AES-256-GCM, nonce layout, AAD |
 //! | [`replay`] | §5 | replay window, receive epochs, fault counters and drop gates |
+//! | [`keyexchange`] | §5.5, §5.6, §6, §7.1 | per-peer sessions: PILA/PILK exchange, pending queue, salvage, keepalive |
 //! | [`services`] | §10 | data exchange (1001) and event stream (1002) codecs |
 //! | [`registry`] | §9.1–§9.5 | registry framing, JSON requests/responses, signed challenges |
 //! | [`trust`] | §9.6 | port-444 trust handshake messages, receiver checks, replay cache |
@@ -34,6 +35,7 @@ extern crate std;
 pub mod addr;
 pub mod crypto;
 pub mod frame;
+pub mod keyexchange;
 pub mod packet;
 pub mod registry;
 pub mod replay;
