@@ -326,6 +326,13 @@ impl KeyExchange {
         self.peers.get(&node).and_then(|p| p.path)
     }
 
+    /// Bytes of the fixed-size state kept per peer (`size_of`), for memory budgeting. Queued
+    /// packets and salvage copies are on the heap on top of this, bounded by
+    /// [`PENDING_PACKETS_PER_PEER`] and [`SALVAGE_PACKETS`].
+    pub fn per_peer_state_size() -> usize {
+        core::mem::size_of::<Peer>() + core::mem::size_of::<u32>()
+    }
+
     /// Peers tracked.
     pub fn peer_count(&self) -> usize {
         self.peers.len()
@@ -642,7 +649,6 @@ impl KeyExchange {
                     recv: crate::replay::ReceiveState::new(now),
                     installed_at: now,
                     last_inbound: now,
-                    last_send: now,
                     salvage: peer::Salvage::default(),
                 };
                 let old = peer.session.replace(session);
@@ -861,7 +867,6 @@ fn seal_on_session(
         packet,
         &mut frame,
     )?;
-    session.last_send = now;
     peer.timers.set(Timer::Keepalive, now + KEEPALIVE_IDLE);
     outputs.push_back(KexOutput::Transmit { path, frame });
     Ok(())
@@ -883,9 +888,6 @@ fn send_pila(
     };
     outputs.push_back(KexOutput::Transmit { path, frame });
     peer.last_pila_sent = Some(now);
-    if let Some(session) = peer.session.as_mut() {
-        session.last_send = now;
-    }
 }
 
 /// Begins a key exchange we retransmit until answered (spec §6.6).

@@ -93,8 +93,6 @@ pub(crate) struct Session {
     pub(crate) installed_at: Instant,
     /// Last authenticated inbound frame; install counts as one (V-NEW post-install liveness).
     pub(crate) last_inbound: Instant,
-    /// Last frame of any kind sent to the peer while this session was up.
-    pub(crate) last_send: Instant,
     pub(crate) salvage: Salvage,
 }
 
