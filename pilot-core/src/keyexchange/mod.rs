@@ -8,7 +8,8 @@
 //!   (the answer to [`KexEvent::NeedPeerKey`]), [`KeyExchange::send_packet`],
 //!   [`KeyExchange::connect`], [`KeyExchange::handle_timeout`];
 //! * outputs: [`KeyExchange::poll_output`] until `None`, then [`KeyExchange::poll_timeout`]
-//!   for the next wake-up.
+//!   for the next wake-up. The output queue is drained by the caller, not capped: each input
+//!   adds a bounded number of outputs (at most a PILA, the salvage ring and the pending queue).
 //!
 //! ```
 //! use pilot_core::crypto::Identity;
@@ -64,7 +65,7 @@ use crate::addr::Addr;
 use crate::crypto::{
     derive_session_key, keys_equal, Identity, SendState, TunnelKey, ED25519_KEY_LEN,
 };
-use crate::frame::pila::{Pila, Trailer, FLAG_RESPONSE};
+use crate::frame::pila::{Pila, PilaError, Trailer, FLAG_RESPONSE};
 use crate::frame::pilk::Pilk;
 use crate::frame::pils::{self, PilsError, PILS_HEADER_LEN};
 use crate::frame::{classify, FrameKind};
@@ -545,22 +546,23 @@ impl KeyExchange {
         path: PathId,
         pila: Pila,
     ) -> Result<FrameOutcome, KexError> {
-        let Some(peer) = self.peers.get_mut(&pila.node) else {
-            return Err(KexError::Pila(
-                crate::frame::pila::PilaError::IdentityMismatch,
-            ));
-        };
-        let recently = peer
-            .identity_refetched_at
+        let mismatch = KexError::Pila(PilaError::IdentityMismatch);
+        let recently = self
+            .peers
+            .get(&pila.node)
+            .and_then(|p| p.identity_refetched_at)
             .is_some_and(|at| now.saturating_duration_since(at) < IDENTITY_REFETCH_INTERVAL);
         if recently {
-            return Err(KexError::Pila(
-                crate::frame::pila::PilaError::IdentityMismatch,
-            ));
+            return Err(mismatch);
         }
-        peer.identity = None;
-        peer.identity_refetched_at = Some(now);
-        self.park(now, pila.node, Some((pila, path)), None)
+        let node = pila.node;
+        let outcome = self.park(now, node, Some((pila, path)), None)?;
+        // Only once the lookup is under way is the cached key forgotten.
+        if let Some(peer) = self.peers.get_mut(&node) {
+            peer.identity = None;
+            peer.identity_refetched_at = Some(now);
+        }
+        Ok(outcome)
     }
 
     /// Parks a PILA or PILK until the registry answers for `node`; asks once per lookup.

@@ -154,6 +154,8 @@ impl Peer {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::indexing_slicing)]
+
     use super::*;
     use core::time::Duration;
 
