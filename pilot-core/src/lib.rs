@@ -13,8 +13,9 @@
 //! | [`frame`] | §3, §7 | tunnel frames PILT/PILS/PILK/PILA/PILP/PILF, beacon messages, TCP framing |
 //! | [`crypto`] | §4 | X25519, Ed25519, HKDF-SHA256, AES-256-GCM, nonce layout, AAD |
 //! | [`replay`] | §5 | replay window, receive epochs, fault counters and drop gates |
+//! | [`keyexchange`] | §5.5, §5.6, §6, §7.1 | per-peer sessions: PILA/PILK exchange, pending queue, salvage, keepalive |
 //! | [`stream`] | §8 | reliable streams: handshake, SACK, retransmission, congestion, close |
-//! | [`services`] | §10 | data exchange (1001) and event stream (1002) codecs |
+//! | [`services`] | §10 | echo, data exchange (1001), event stream (1002), trust (444): codecs and state machines |
 //! | [`registry`] | §9.1–§9.5 | registry framing, JSON requests/responses, signed challenges |
 //! | [`trust`] | §9.6 | port-444 trust handshake messages, receiver checks, replay cache |
 //! | [`time`] | | the driver's clock as seen by the engine |
@@ -35,6 +36,7 @@ extern crate std;
 pub mod addr;
 pub mod crypto;
 pub mod frame;
+pub mod keyexchange;
 pub mod packet;
 pub mod registry;
 pub mod replay;
