@@ -1,4 +1,6 @@
-//! Codecs of the built-in stream services (spec §10): data exchange and event stream.
+//! The built-in stream services (spec §10): codecs for data exchange and event stream, and
+//! the sans-IO state machines a node hosts on its service ports (echo, data exchange server,
+//! event stream broker, trust handshake).
 //!
 //! Both services run over an ordinary stream connection, so a frame may arrive split across
 //! any number of segments, or several frames in one (spec §10: framing is independent of
@@ -18,8 +20,19 @@
 
 use alloc::vec::Vec;
 
+pub mod broker;
 pub mod dataexchange;
+pub mod echo;
 pub mod eventstream;
+pub mod exchange_server;
+pub mod trust_service;
+
+/// An opaque handle for one stream connection, chosen by the node that owns the streams.
+///
+/// The service machines never look inside it; they only key their per-connection state by it.
+/// The node must not reuse a value while the connection it named is still open at a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
 
 /// What a parser found at the start of a buffer.
 #[derive(Debug)]
