@@ -679,7 +679,9 @@ mod tests {
     )]
 
     use super::*;
-    use crate::registry::{PublicKey, RelayedHandshakeRequest, RelayedHandshakeResponse};
+    use crate::registry::{
+        PublicKey, RelayedHandshakeRequest, RelayedHandshakeResponse, SignedRequest,
+    };
     use alloc::format;
     use alloc::vec;
 
@@ -751,6 +753,7 @@ mod tests {
             panic!("{:?}", actions[1])
         };
         assert_eq!((report.node_id, report.peer_id), (US, PEER));
+        assert_eq!(report.verify(&key(2).public_key()), Ok(()));
         assert_eq!(actions[2], event(PEER));
         assert!(svc.is_trusted(PEER));
         assert!(svc.pending().is_empty());
@@ -1096,5 +1099,6 @@ mod tests {
             panic!()
         };
         assert_eq!(poll.node_id, US);
+        assert_eq!(poll.verify(&key(2).public_key()), Ok(()));
     }
 }
