@@ -346,7 +346,9 @@ mod tests {
         let mut broker = Broker::default();
         for &(id, topic) in subscriptions {
             broker.open(ConnId(id)).unwrap();
-            let out = broker.receive(ConnId(id), &subscribe(topic).unwrap()).unwrap();
+            let out = broker
+                .receive(ConnId(id), &subscribe(topic).unwrap())
+                .unwrap();
             assert_eq!(
                 out,
                 vec![BrokerOutput::Subscribed {
@@ -434,7 +436,9 @@ mod tests {
         });
         for (id, topic) in [(1, b"t"), (2, b"t"), (3, b"t")] {
             broker.open(ConnId(id)).unwrap();
-            broker.receive(ConnId(id), &subscribe(topic).unwrap()).unwrap();
+            broker
+                .receive(ConnId(id), &subscribe(topic).unwrap())
+                .unwrap();
         }
         let event = publish(b"t", b"0123456789").unwrap(); // 17 bytes
         let out = broker.receive(ConnId(1), &event).unwrap();
@@ -466,7 +470,9 @@ mod tests {
         });
         for id in [1, 2] {
             broker.open(ConnId(id)).unwrap();
-            broker.receive(ConnId(id), &subscribe(b"t").unwrap()).unwrap();
+            broker
+                .receive(ConnId(id), &subscribe(b"t").unwrap())
+                .unwrap();
         }
         let out = broker
             .receive(ConnId(1), &publish(b"t", b"large").unwrap())

@@ -6,7 +6,8 @@
 //! any number of segments, or several frames in one (spec §10: framing is independent of
 //! segment boundaries). Each codec therefore offers a one-shot `decode` over a complete
 //! buffer and an incremental decoder that is fed bytes as they arrive and yields complete
-//! frames. These are codecs only; subscription and reply logic belong to the caller.
+//! frames. The codecs hold no policy: subscription and reply logic live in [`broker`] and
+//! [`exchange_server`].
 //!
 //! Incremental decoders share one contract:
 //! * `feed` appends received bytes; memory held is what was fed and not yet yielded.

@@ -28,6 +28,7 @@
 //!
 //! Times are wall-clock Unix seconds, as in [`crate::trust`], because peers' timestamps are.
 
+use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -108,8 +109,9 @@ pub enum TrustAction {
         /// One encoded [`HandshakeMessage`].
         bytes: Vec<u8>,
     },
-    /// Send this signed request to the registry.
-    Registry(Request),
+    /// Send this signed request to the registry (boxed: a request is large next to the
+    /// other actions).
+    Registry(Box<Request>),
     /// Tell the application.
     Event(TrustEvent),
 }
@@ -400,9 +402,9 @@ impl TrustService {
                 sent_at_unix_secs: now_unix_secs,
             },
         );
-        Ok(alloc::vec![TrustAction::Registry(
+        Ok(alloc::vec![TrustAction::Registry(Box::new(
             Request::RequestHandshake(request)
-        )])
+        ))])
     }
 
     fn check_new_request(&mut self, peer: u32, now: u64) -> Result<(), TrustServiceError> {
@@ -501,7 +503,7 @@ impl TrustService {
         let revoke = RevokeTrust::signed(self.local_node(), peer, &self.identity);
         Ok(alloc::vec![
             send,
-            TrustAction::Registry(Request::RevokeTrust(revoke))
+            TrustAction::Registry(Box::new(Request::RevokeTrust(revoke)))
         ])
     }
 
@@ -513,6 +515,8 @@ impl TrustService {
     /// Applies a drained registry inbox: relayed requests go through the same policy as direct
     /// ones (answered with `respond_handshake`), relayed answers settle our requests.
     ///
+    /// Relayed entries carry no signature of their own: the registry checked the requester's
+    /// `request_handshake` signature, so they are as authentic as the registry connection.
     /// A relayed request over the pending caps is dropped; the registry has already handed it
     /// over, so the requester has to ask again.
     pub fn on_poll(&mut self, inbox: &PollHandshakesOk, now_unix_secs: u64) -> Vec<TrustAction> {
@@ -660,12 +664,12 @@ impl TrustService {
 
     fn report_trust(&self, peer: u32) -> TrustAction {
         let report = ReportTrust::signed(self.local_node(), peer, &self.identity);
-        TrustAction::Registry(Request::ReportTrust(report))
+        TrustAction::Registry(Box::new(Request::ReportTrust(report)))
     }
 
     fn respond(&self, peer: u32, accept: bool) -> TrustAction {
         let respond = RespondHandshake::signed(self.local_node(), peer, accept, &self.identity);
-        TrustAction::Registry(Request::RespondHandshake(respond))
+        TrustAction::Registry(Box::new(Request::RespondHandshake(respond)))
     }
 }
 
@@ -707,7 +711,10 @@ mod tests {
     }
 
     /// Every node's registry key is seed 1's.
-    fn deliver(svc: &mut TrustService, bytes: &[u8]) -> Result<Vec<TrustAction>, TrustServiceError> {
+    fn deliver(
+        svc: &mut TrustService,
+        bytes: &[u8],
+    ) -> Result<Vec<TrustAction>, TrustServiceError> {
         svc.receive(bytes, NOW, |_| Some(key(1).public_key()))
     }
 
@@ -718,6 +725,13 @@ mod tests {
         };
         assert_eq!(*port, HANDSHAKE_PORT);
         (*node, HandshakeMessage::decode(bytes).unwrap())
+    }
+
+    fn registry(action: &TrustAction) -> &Request {
+        let TrustAction::Registry(request) = action else {
+            panic!("not a registry request: {action:?}")
+        };
+        request
     }
 
     fn event(node: u32) -> TrustAction {
@@ -748,8 +762,11 @@ mod tests {
         let actions = svc.approve(PEER, NOW + 5).unwrap();
         assert_eq!(actions.len(), 3);
         let (to, accept) = sent(&actions[0]);
-        assert_eq!((to, accept.kind, accept.node_id), (PEER, HandshakeKind::Accept, US));
-        let TrustAction::Registry(Request::ReportTrust(report)) = &actions[1] else {
+        assert_eq!(
+            (to, accept.kind, accept.node_id),
+            (PEER, HandshakeKind::Accept, US)
+        );
+        let Request::ReportTrust(report) = registry(&actions[1]) else {
             panic!("{:?}", actions[1])
         };
         assert_eq!((report.node_id, report.peer_id), (US, PEER));
@@ -788,10 +805,7 @@ mod tests {
         let actions = deliver(&mut svc, &message(HandshakeKind::Request, PEER, "", NOW)).unwrap();
         assert_eq!(actions.len(), 3);
         assert_eq!(sent(&actions[0]).1.kind, HandshakeKind::Accept);
-        assert!(matches!(
-            actions[1],
-            TrustAction::Registry(Request::ReportTrust(_))
-        ));
+        assert!(matches!(registry(&actions[1]), Request::ReportTrust(_)));
         assert_eq!(actions[2], event(PEER));
         assert!(svc.is_trusted(PEER));
         assert_eq!(svc.outgoing().count(), 0);
@@ -832,7 +846,9 @@ mod tests {
         let stale = message(HandshakeKind::Request, PEER, "", NOW - 301);
         assert_eq!(
             deliver(&mut svc, &stale),
-            Err(TrustServiceError::Message(TrustError::TooOld { age_secs: 301 }))
+            Err(TrustServiceError::Message(TrustError::TooOld {
+                age_secs: 301
+            }))
         );
         let future = message(HandshakeKind::Request, PEER, "", NOW + 31);
         assert_eq!(
@@ -849,9 +865,15 @@ mod tests {
         let mut svc = service(true);
         let bytes = message(HandshakeKind::Request, PEER, "", NOW);
         let got = svc.receive(&bytes, NOW, |_| Some(key(9).public_key()));
-        assert_eq!(got, Err(TrustServiceError::Message(TrustError::KeyMismatch)));
+        assert_eq!(
+            got,
+            Err(TrustServiceError::Message(TrustError::KeyMismatch))
+        );
         let got = svc.receive(&bytes, NOW, |_| None);
-        assert_eq!(got, Err(TrustServiceError::Message(TrustError::UnknownNode)));
+        assert_eq!(
+            got,
+            Err(TrustServiceError::Message(TrustError::UnknownNode))
+        );
         assert!(!svc.is_trusted(PEER));
     }
 
@@ -876,7 +898,10 @@ mod tests {
             deliver(&mut svc, &message(HandshakeKind::Request, PEER, &text, NOW)).unwrap();
         }
         assert_eq!(
-            deliver(&mut svc, &message(HandshakeKind::Request, PEER, "more", NOW)),
+            deliver(
+                &mut svc,
+                &message(HandshakeKind::Request, PEER, "more", NOW)
+            ),
             Err(TrustServiceError::PendingFullForSource { node: PEER })
         );
         assert_eq!(svc.pending().len(), MAX_PENDING_PER_SOURCE);
@@ -886,7 +911,11 @@ mod tests {
     fn pending_is_capped_in_total() {
         let mut svc = service(false);
         for node in 0..MAX_PENDING as u32 {
-            deliver(&mut svc, &message(HandshakeKind::Request, 1000 + node, "", NOW)).unwrap();
+            deliver(
+                &mut svc,
+                &message(HandshakeKind::Request, 1000 + node, "", NOW),
+            )
+            .unwrap();
         }
         assert_eq!(
             deliver(&mut svc, &message(HandshakeKind::Request, PEER, "", NOW)),
@@ -915,8 +944,11 @@ mod tests {
         assert!(!svc.is_trusted(PEER));
 
         svc.request(PEER, "", NOW).unwrap();
-        let actions =
-            deliver(&mut svc, &message(HandshakeKind::Accept, PEER, "x", NOW + 1)).unwrap();
+        let actions = deliver(
+            &mut svc,
+            &message(HandshakeKind::Accept, PEER, "x", NOW + 1),
+        )
+        .unwrap();
         assert_eq!(actions, vec![event(PEER)]);
         assert!(svc.is_trusted(PEER));
     }
@@ -965,11 +997,14 @@ mod tests {
         deliver(&mut svc, &message(HandshakeKind::Request, PEER, "", NOW)).unwrap();
         let actions = svc.revoke(PEER, "done", NOW).unwrap();
         let (to, revoke) = sent(&actions[0]);
-        assert_eq!((to, revoke.kind, revoke.reason.as_str()), (PEER, HandshakeKind::Revoke, "done"));
-        assert!(matches!(
-            &actions[1],
-            TrustAction::Registry(Request::RevokeTrust(r)) if r.peer_id == PEER
-        ));
+        assert_eq!(
+            (to, revoke.kind, revoke.reason.as_str()),
+            (PEER, HandshakeKind::Revoke, "done")
+        );
+        assert!(
+            matches!(registry(&actions[1]), Request::RevokeTrust(r) if r.peer_id == PEER
+            )
+        );
         assert!(!svc.is_trusted(PEER));
         // An accept arriving after the revoke does not restore trust.
         let late = message(HandshakeKind::Accept, PEER, "", NOW + 1);
@@ -983,7 +1018,10 @@ mod tests {
         deliver(&mut svc, &message(HandshakeKind::Request, PEER, "", NOW)).unwrap();
         let actions = svc.reject(PEER, "not now", NOW).unwrap();
         let (to, reject) = sent(&actions[0]);
-        assert_eq!((to, reject.kind, reject.reason.as_str()), (PEER, HandshakeKind::Reject, "not now"));
+        assert_eq!(
+            (to, reject.kind, reject.reason.as_str()),
+            (PEER, HandshakeKind::Reject, "not now")
+        );
         assert!(svc.pending().is_empty());
         assert!(!svc.is_trusted(PEER));
     }
@@ -999,7 +1037,10 @@ mod tests {
             svc.request(PEER, "", NOW),
             Err(TrustServiceError::AlreadyTrusted { node: PEER })
         );
-        assert_eq!(svc.request(US, "", NOW), Err(TrustServiceError::SelfHandshake));
+        assert_eq!(
+            svc.request(US, "", NOW),
+            Err(TrustServiceError::SelfHandshake)
+        );
     }
 
     fn relayed(from: u32) -> RelayedHandshakeRequest {
@@ -1028,9 +1069,7 @@ mod tests {
             })]
         );
         let actions = svc.approve(PEER, NOW).unwrap();
-        assert!(matches!(
-            &actions[0],
-            TrustAction::Registry(Request::RespondHandshake(r))
+        assert!(matches!(registry(&actions[0]), Request::RespondHandshake(r)
                 if r.node_id == US && r.peer_id == PEER && r.accept
         ));
         assert_eq!(actions[1], event(PEER));
@@ -1054,10 +1093,10 @@ mod tests {
             }],
         };
         let actions = svc.on_poll(&inbox, NOW);
-        assert!(matches!(
-            &actions[0],
-            TrustAction::Registry(Request::RespondHandshake(r)) if r.accept
-        ));
+        assert!(
+            matches!(registry(&actions[0]), Request::RespondHandshake(r) if r.accept
+            )
+        );
         assert_eq!(actions[1], event(PEER));
         assert_eq!(
             actions[2],
@@ -1074,9 +1113,7 @@ mod tests {
     fn relayed_accept_settles_our_request() {
         let mut svc = service(false);
         let actions = svc.request_relayed(PEER, "please", NOW).unwrap();
-        assert!(matches!(
-            &actions[0],
-            TrustAction::Registry(Request::RequestHandshake(r))
+        assert!(matches!(registry(&actions[0]), Request::RequestHandshake(r)
                 if r.from_node_id == US && r.to_node_id == PEER && r.justification == "please"
         ));
         let accepted = |from| PollHandshakesOk {
