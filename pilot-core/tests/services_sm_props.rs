@@ -215,7 +215,8 @@ proptest! {
         sizes in vec(1usize..300, 1..8),
         drain in vec(0usize..200, 1..8),
     ) {
-        let mut echo = EchoService::new(EchoConfig { max_connections: 1, max_unflushed_bytes: 256 });
+        let config = EchoConfig { max_connections: 1, max_unflushed_bytes: 256 };
+        let mut echo = EchoService::new(config);
         echo.open(CONN).unwrap();
         let mut echoed = Vec::new();
         for (i, chunk) in split(&bytes, &sizes).into_iter().enumerate() {
@@ -237,8 +238,10 @@ proptest! {
     fn trust_service_refuses_arbitrary_bytes_without_changing_state(
         bytes in vec(any::<u8>(), 0..400),
     ) {
-        let mut svc = TrustService::new(2, Identity::from_seed(&[2; 32]), TrustConfig { auto_approve: true });
-        let got = svc.receive(&bytes, 1_790_000_000, |_| Some(Identity::from_seed(&[1; 32]).public_key()));
+        let config = TrustConfig { auto_approve: true };
+        let mut svc = TrustService::new(2, Identity::from_seed(&[2; 32]), config);
+        let peer_key = Identity::from_seed(&[1; 32]).public_key();
+        let got = svc.receive(&bytes, 1_790_000_000, |_| Some(peer_key));
         prop_assert!(got.is_err());
         prop_assert!(svc.pending().is_empty());
         prop_assert_eq!(svc.trusted().count(), 0);
