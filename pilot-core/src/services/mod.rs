@@ -4,9 +4,9 @@
 //!
 //! Data exchange and event stream run over an ordinary stream connection, so a frame may
 //! arrive split across any number of segments, or several frames in one (spec §10: framing is
-//! independent of segment boundaries). Each codec therefore offers a one-shot `decode` over a complete
-//! buffer and an incremental decoder that is fed bytes as they arrive and yields complete
-//! frames. The codecs hold no policy: subscription and reply logic live in [`broker`] and
+//! independent of segment boundaries). Each codec therefore offers a one-shot `decode` over a
+//! complete buffer and an incremental decoder that is fed bytes as they arrive and yields
+//! complete frames. The codecs hold no policy: subscription and reply logic live in [`broker`] and
 //! [`exchange_server`].
 //!
 //! Incremental decoders share one contract:
