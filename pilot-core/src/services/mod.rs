@@ -1,10 +1,13 @@
-//! Codecs of the built-in stream services (spec §10): data exchange and event stream.
+//! The built-in stream services (spec §10): codecs for data exchange and event stream, and
+//! the sans-IO state machines a node hosts on its service ports (echo, data exchange server,
+//! event stream broker, trust handshake).
 //!
-//! Both services run over an ordinary stream connection, so a frame may arrive split across
-//! any number of segments, or several frames in one (spec §10: framing is independent of
-//! segment boundaries). Each codec therefore offers a one-shot `decode` over a complete
-//! buffer and an incremental decoder that is fed bytes as they arrive and yields complete
-//! frames. These are codecs only; subscription and reply logic belong to the caller.
+//! Data exchange and event stream run over an ordinary stream connection, so a frame may
+//! arrive split across any number of segments, or several frames in one (spec §10: framing is
+//! independent of segment boundaries). Each codec therefore offers a one-shot `decode` over a
+//! complete buffer and an incremental decoder that is fed bytes as they arrive and yields
+//! complete frames. The codecs hold no policy: subscription and reply logic live in [`broker`] and
+//! [`exchange_server`].
 //!
 //! Incremental decoders share one contract:
 //! * `feed` appends received bytes; memory held is what was fed and not yet yielded.
@@ -18,8 +21,19 @@
 
 use alloc::vec::Vec;
 
+pub mod broker;
 pub mod dataexchange;
+pub mod echo;
 pub mod eventstream;
+pub mod exchange_server;
+pub mod trust_service;
+
+/// An opaque handle for one stream connection, chosen by the node that owns the streams.
+///
+/// The service machines never look inside it; they only key their per-connection state by it.
+/// The node must not reuse a value while the connection it named is still open at a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
 
 /// What a parser found at the start of a buffer.
 #[derive(Debug)]
