@@ -108,7 +108,7 @@ impl Relay {
 
     /// Serves `listener` until `shutdown` completes, then stops accepting, sends every
     /// client a close frame with code 1012 and waits up to the drain timeout for sessions
-    /// to end.
+    /// to end. A relay serves once: after shutdown it stays shut down.
     pub async fn serve(
         &self,
         listener: TcpListener,

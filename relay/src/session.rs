@@ -229,7 +229,7 @@ impl<'a> Session<'a> {
                     last_heard = Instant::now();
                     match msg {
                         Some(Ok(Message::Binary(bytes))) => {
-                            if self.outbound(&bytes) {
+                            if self.outbound(&bytes, last_heard.into_std()) {
                                 last_datagram = last_heard;
                             }
                         }
@@ -281,8 +281,8 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// Handles one client message; `true` if a datagram was sent.
-    fn outbound(&mut self, message: &[u8]) -> bool {
+    /// Handles one client message received at `now`; `true` if a datagram was sent.
+    fn outbound(&mut self, message: &[u8], now: std::time::Instant) -> bool {
         let dir = Direction::Outbound;
         let (dest, frame) = match header::decode(message) {
             Ok(parts) => parts,
@@ -326,10 +326,7 @@ impl<'a> Session<'a> {
                 return false;
             }
         };
-        if !self
-            .outbound_rate
-            .admit(frame.len(), std::time::Instant::now())
-        {
+        if !self.outbound_rate.admit(frame.len(), now) {
             self.drop_frame(DropReason::RateLimited, dir, Some(dest));
             return false;
         }
