@@ -72,8 +72,9 @@ struct RunArgs {
     /// comma-separated in the environment variable).
     #[arg(long, env = "PILOT_RELAY_ALLOW_DEST", value_delimiter = ',')]
     allow_dest: Vec<IpNet>,
-    /// Accept clients without a token (local development only).
-    #[arg(long, env = "PILOT_RELAY_OPEN")]
+    /// Accept clients without a token (local development only). The environment variable
+    /// takes 1/true/yes/on or 0/false/no/off.
+    #[arg(long, env = "PILOT_RELAY_OPEN", value_parser = clap::builder::FalseyValueParser::new())]
     open: bool,
     /// Registry `host:port` that /v1/registry pipes to; the route is disabled without it.
     #[arg(long, env = "PILOT_RELAY_REGISTRY")]
@@ -249,5 +250,37 @@ fn main() -> ExitCode {
             eprintln!("pilot-relay: {msg}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn tokens_are_required_unless_open() {
+        let args = Cli::parse_from(["pilot-relay"]).run;
+        assert!(build_config(&args).is_err());
+        let args = Cli::parse_from([
+            "pilot-relay",
+            "--open",
+            "--allow-dest",
+            "127.0.0.0/8,::1/128",
+        ])
+        .run;
+        let config = build_config(&args).map_err(|e| e.0);
+        assert!(matches!(config, Ok(ref c) if c.allow_dest.len() == 2));
+        let key = "ab".repeat(32);
+        let args = Cli::parse_from(["pilot-relay", "--token-key", key.as_str()]).run;
+        assert!(matches!(
+            build_config(&args).map(|c| c.tokens),
+            Ok(TokenPolicy::Required(_))
+        ));
     }
 }
