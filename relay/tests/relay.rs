@@ -226,6 +226,8 @@ async fn refused_destinations_are_never_sent() {
 
     // Only used to check refusal: the policy check happens before any send, so nothing
     // leaves the machine (the outbound frame counter below stays at the one loopback send).
+    // As a second fence the session sockets are bound to 127.0.0.1, from which the kernel
+    // does not route to other hosts.
     let refused: [SocketAddr; 5] = [
         "10.0.0.1:9000".parse().unwrap(),
         "[::ffff:10.0.0.1]:9000".parse().unwrap(),
