@@ -7,8 +7,8 @@
 //! The wire protocol is described in `PROTOCOL.md`, operations in `README.md`.
 //!
 //! The relay is safe to expose because it forwards only Pilot traffic (spec §3.1, §7.2) to
-//! public addresses ([`policy`]), within per-session rate limits ([`ratelimit`]) and
-//! connection limits ([`limits`]), and counts every refusal ([`metrics`]).
+//! public addresses ([`policy`]), within per-session token buckets and connection limits,
+//! and counts every refusal ([`metrics`]).
 //!
 //! The server is a library so that it can run in-process:
 //!
@@ -25,10 +25,10 @@ pub mod auth;
 pub mod close;
 pub mod config;
 pub mod header;
-pub mod limits;
+mod limits;
 pub mod metrics;
 pub mod policy;
-pub mod ratelimit;
+mod ratelimit;
 mod registry;
 mod server;
 mod session;

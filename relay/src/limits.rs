@@ -52,6 +52,7 @@ impl<K: Eq + Hash + Clone> SlotCounter<K> {
     }
 
     /// Slots currently held for `key`.
+    #[cfg(test)]
     pub fn held(&self, key: &K) -> u32 {
         self.lock().get(key).copied().unwrap_or(0)
     }

@@ -36,6 +36,8 @@ pub const REGISTRY_PATH: &str = "/v1/registry";
 /// Time the relay waits for a client's close reply after sending its own close frame, so the
 /// close frame is not lost to a TCP reset.
 const CLOSE_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// Close reason sent with [`crate::close::SERVICE_RESTART`].
+pub(crate) const SHUTDOWN_REASON: &str = "relay shutting down; reconnect and re-register";
 
 /// Why the relay could not start or stopped with an error.
 #[derive(Debug)]
@@ -318,6 +320,3 @@ pub(crate) async fn close_socket(ws: &mut WebSocket, code: u16, reason: &'static
     })
     .await;
 }
-
-/// Close reason sent with [`crate::close::SERVICE_RESTART`].
-pub(crate) const SHUTDOWN_REASON: &str = "relay shutting down; reconnect and re-register";

@@ -40,6 +40,23 @@ thread_local! {
     static RECV_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; RECV_BUFFER_BYTES].into_boxed_slice());
 }
 
+/// Counts a session in `pilot_relay_sessions_active` for as long as it lives, however the
+/// session task ends.
+struct ActiveSession<'a>(&'a Metrics);
+
+impl<'a> ActiveSession<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.sessions_active.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for ActiveSession<'_> {
+    fn drop(&mut self) {
+        self.0.sessions_active.dec();
+    }
+}
+
 /// How the authentication phase ended when it did not succeed.
 enum AuthEnd {
     Failed(AuthError),
@@ -105,11 +122,11 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, peer: SocketAddr
     }
 
     shared.metrics.sessions_total.inc();
-    shared.metrics.sessions_active.inc();
+    let active = ActiveSession::new(&shared.metrics);
     info!(peer = %peer, identity, tenant = ?auth.tenant, udp = %public, "session up");
     let mut session = Session::new(&shared, udp, local, peer, identity.clone(), identity_slot);
     let (code, reason) = session.pump(&mut ws).await;
-    shared.metrics.sessions_active.dec();
+    drop(active);
     info!(peer = %peer, identity, udp = %public, close_code = code, reason, "session down");
     if code != close::NORMAL {
         close_socket(&mut ws, code, reason).await;
