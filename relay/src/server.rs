@@ -203,6 +203,8 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
 /// Takes the per-relay and per-IP connection slots, or answers why not.
 fn admit(shared: &Shared, peer: SocketAddr) -> Result<ConnectionSlots, (StatusCode, &'static str)> {
     if shared.shutdown.is_cancelled() {
+        shared.metrics.session_refused("shutting_down");
+        info!(peer = %peer, reason = "shutting_down", "connection refused");
         return Err((StatusCode::SERVICE_UNAVAILABLE, "relay is shutting down\n"));
     }
     let Some(total) = shared.total_slots.acquire(()) else {
@@ -228,6 +230,8 @@ async fn relay_upgrade(
 ) -> Response {
     let ws = ws.protocols([RELAY_SUBPROTOCOL]);
     if ws.selected_protocol().is_none() {
+        shared.metrics.session_refused("no_subprotocol");
+        info!(peer = %peer, reason = "no_subprotocol", "connection refused");
         return (
             StatusCode::BAD_REQUEST,
             "subprotocol pilot-relay.v1 required\n",
@@ -267,6 +271,8 @@ async fn registry_upgrade(
     }
     let ws = ws.protocols([REGISTRY_SUBPROTOCOL]);
     if ws.selected_protocol().is_none() {
+        shared.metrics.session_refused("no_subprotocol");
+        info!(peer = %peer, reason = "no_subprotocol", "connection refused");
         return (
             StatusCode::BAD_REQUEST,
             "subprotocol pilot-registry.v1 required\n",

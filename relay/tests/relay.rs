@@ -123,6 +123,11 @@ async fn missing_subprotocol_is_refused_before_upgrade() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("400"), "{err}");
+    let (_, metrics) = http_get(relay.addr, "/metrics").await;
+    assert!(
+        metrics.contains("pilot_relay_sessions_refused_total{reason=\"no_subprotocol\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
