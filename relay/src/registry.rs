@@ -65,7 +65,6 @@ async fn pipe(ws: &mut WebSocket, tcp: TcpStream, shared: &Shared) -> (u16, &'st
 
     loop {
         tokio::select! {
-            biased;
             () = shared.shutdown.cancelled() => return (close::SERVICE_RESTART, SHUTDOWN_REASON),
             msg = ws.recv() => match msg {
                 Some(Ok(Message::Binary(bytes))) => {

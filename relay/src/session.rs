@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt as _;
@@ -31,6 +32,8 @@ use crate::server::{close_socket, Shared, SHUTDOWN_REASON};
 
 /// Datagrams read per UDP wake-up before the task yields to its other events.
 const MAX_DATAGRAMS_PER_WAKE: usize = 64;
+/// Shortest ping interval accepted from the configuration.
+const MIN_PING_INTERVAL: Duration = Duration::from_millis(1);
 /// Size of the per-thread receive buffer: the largest UDP payload.
 const RECV_BUFFER_BYTES: usize = 65_536;
 
@@ -224,21 +227,23 @@ impl<'a> Session<'a> {
         );
     }
 
-    /// Forwards `pump` events until the session ends; returns the close code and reason to
-    /// send ([`close::NORMAL`] means the client already closed).
+    /// Moves datagrams both ways until the session ends; returns the close code and reason
+    /// to send ([`close::NORMAL`]: nothing to send, the connection is already gone).
     async fn pump(&mut self, ws: &mut WebSocket) -> (u16, &'static str) {
         let config = &self.shared.config;
         let mut last_datagram = Instant::now();
         let mut last_heard = Instant::now();
         let idle = sleep_until(last_datagram + config.idle_timeout);
         tokio::pin!(idle);
-        let mut ping =
-            tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+        // `interval_at` rejects a zero period.
+        let ping_interval = config.ping_interval.max(MIN_PING_INTERVAL);
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_interval, ping_interval);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
+        // Unbiased select: a client flooding the WebSocket must not starve inbound datagrams
+        // or the timers.
         loop {
             tokio::select! {
-                biased;
                 () = self.shared.shutdown.cancelled() => {
                     return (close::SERVICE_RESTART, SHUTDOWN_REASON);
                 }
@@ -280,7 +285,7 @@ impl<'a> Session<'a> {
                     }
                 }
                 _ = ping.tick() => {
-                    if last_heard.elapsed() > config.ping_interval + config.pong_timeout {
+                    if last_heard.elapsed() > ping_interval + config.pong_timeout {
                         return (close::PONG_TIMEOUT, "no pong");
                     }
                     if ws.send(Message::Ping(Default::default())).await.is_err() {
