@@ -177,10 +177,9 @@ pub fn verify_reply(
         .and_then(|v| v.try_into().ok())
         .ok_or(AuthError::BadSignature)?;
     let sig = Signature::from_bytes(&sig_bytes);
-    // `verify_strict` also rejects small-order keys and non-canonical signatures.
-    key.verify_strict(challenge.signed_string().as_bytes(), &sig)
-        .map_err(|_| AuthError::BadSignature)?;
 
+    // The token (an HMAC) is checked before the signature (a curve operation), so that
+    // clients without a valid token cost the relay as little as possible.
     let tenant = match (policy, reply.token.as_deref()) {
         (TokenPolicy::Required(_), None) => return Err(AuthError::TokenMissing),
         (TokenPolicy::Open(_), None) => None,
@@ -196,6 +195,9 @@ pub fn verify_reply(
             }
         }
     };
+    // `verify_strict` also rejects small-order keys and non-canonical signatures.
+    key.verify_strict(challenge.signed_string().as_bytes(), &sig)
+        .map_err(|_| AuthError::BadSignature)?;
     Ok(Authenticated {
         identity: key_bytes,
         tenant,
@@ -291,6 +293,18 @@ mod tests {
         let own = hex::encode(sk.verifying_key().as_bytes());
         let own_token = token::mint(&key, &own, ch.ts + 60).unwrap();
         assert!(verify_reply(&ch, &reply(&sk, &ch, Some(own_token)), &required, ch.ts).is_ok());
+    }
+
+    #[test]
+    fn token_is_checked_before_the_signature() {
+        let (sk, ch, key) = setup();
+        let mut other = ch.clone();
+        other.ts += 1;
+        let bad_sig_no_token = reply(&sk, &other, None);
+        assert_eq!(
+            verify_reply(&ch, &bad_sig_no_token, &TokenPolicy::Required(key), ch.ts),
+            Err(AuthError::TokenMissing)
+        );
     }
 
     #[test]
