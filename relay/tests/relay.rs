@@ -488,3 +488,56 @@ async fn client_that_answers_pings_stays_connected_past_the_pong_timeout() {
         &pils(10)[..]
     );
 }
+
+#[tokio::test]
+async fn ipv6_session_forwards_both_ways_on_ipv6_loopback() {
+    let mut config = open_config();
+    config.udp_bind_ip = "::1".parse().unwrap();
+    config.allow_dest = vec!["::1/128".parse().unwrap()];
+    let relay = TestRelay::start(config).await;
+    let mut ws = relay.connect_relay().await;
+    let session = open_session(&mut ws, &signing_key(1), None).await;
+    assert_eq!(session.ip().to_string(), "::1");
+
+    let peer = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
+    let peer_addr = peer.local_addr().unwrap();
+    ws.send(to(peer_addr, &pils(11))).await.unwrap();
+    let (frame, from) = recv_datagram(&peer).await;
+    assert_eq!((frame, from), (pils(11), session));
+
+    peer.send_to(&pils(12), session).await.unwrap();
+    match next_message(&mut ws).await {
+        Some(Message::Binary(bytes)) => {
+            assert_eq!(bytes[0], pilot_relay::header::FAMILY_V6);
+            let (source, frame) = pilot_relay::header::decode(&bytes).unwrap();
+            assert_eq!((source, frame), (peer_addr, &pils(12)[..]));
+        }
+        other => panic!("expected a datagram, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn ipv6_destination_from_an_ipv4_session_is_dropped_as_family_mismatch() {
+    let mut config = open_config();
+    config.allow_dest.push("::1/128".parse().unwrap());
+    let relay = TestRelay::start(config).await;
+    let mut ws = relay.connect_relay().await;
+    open_session(&mut ws, &signing_key(1), None).await;
+    let v6_peer = tokio::net::UdpSocket::bind("[::1]:0").await.unwrap();
+    let v4_peer = udp_peer().await;
+
+    ws.send(to(v6_peer.local_addr().unwrap(), &pils(13)))
+        .await
+        .unwrap();
+    ws.send(to(v4_peer.local_addr().unwrap(), &pils(14)))
+        .await
+        .unwrap();
+    assert_eq!(recv_datagram(&v4_peer).await.0, pils(14));
+    assert_eq!(
+        relay
+            .relay
+            .metrics()
+            .drops(DropReason::FamilyMismatch, Direction::Outbound),
+        1
+    );
+}
