@@ -1,0 +1,326 @@
+//! Which peer addresses a session may exchange datagrams with.
+//!
+//! The relay must not become a way into networks that are not the public Internet: the
+//! machine's own loopback, the operator's private networks, link-local services such as
+//! cloud metadata endpoints, carrier-grade NAT space. Those ranges (and ranges that are never
+//! routable or only embed one of them) are refused unless an operator lists them in
+//! `--allow-dest`. The same rule is applied to the source of inbound datagrams.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use ipnet::IpNet;
+
+/// The kind of special-purpose range an address fell into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `0.0.0.0/8` or `::`.
+    Unspecified,
+    /// `127.0.0.0/8` or `::1`.
+    Loopback,
+    /// RFC 1918 private space or IPv6 unique-local `fc00::/7`.
+    Private,
+    /// `169.254.0.0/16` or `fe80::/10`.
+    LinkLocal,
+    /// RFC 6598 shared address space `100.64.0.0/10` (carrier-grade NAT).
+    SharedCgnat,
+    /// IPv4 `224.0.0.0/4` or IPv6 `ff00::/8`.
+    Multicast,
+    /// `255.255.255.255`.
+    Broadcast,
+    /// RFC 5737 / RFC 3849 / RFC 9637 documentation ranges.
+    Documentation,
+    /// Other ranges that are reserved, deprecated or tunnel into another address family.
+    Reserved,
+    /// Port 0 cannot be a datagram destination.
+    PortZero,
+}
+
+impl Refusal {
+    /// Short label used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unspecified",
+            Self::Loopback => "loopback",
+            Self::Private => "private",
+            Self::LinkLocal => "link_local",
+            Self::SharedCgnat => "shared_cgnat",
+            Self::Multicast => "multicast",
+            Self::Broadcast => "broadcast",
+            Self::Documentation => "documentation",
+            Self::Reserved => "reserved",
+            Self::PortZero => "port_zero",
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// Special-purpose IPv4 ranges as (network, prefix length, verdict). Checked in order, so
+/// the limited broadcast address comes before the reserved `240.0.0.0/4` that contains it.
+const V4_SPECIAL: [(u32, u8, Refusal); 16] = [
+    (0x0000_0000, 8, Refusal::Unspecified), // 0.0.0.0/8 "this network"
+    (0x0a00_0000, 8, Refusal::Private),     // 10.0.0.0/8
+    (0x6440_0000, 10, Refusal::SharedCgnat), // 100.64.0.0/10
+    (0x7f00_0000, 8, Refusal::Loopback),    // 127.0.0.0/8
+    (0xa9fe_0000, 16, Refusal::LinkLocal),  // 169.254.0.0/16
+    (0xac10_0000, 12, Refusal::Private),    // 172.16.0.0/12
+    (0xc000_0000, 24, Refusal::Reserved),   // 192.0.0.0/24 IETF protocol assignments
+    (0xc000_0200, 24, Refusal::Documentation), // 192.0.2.0/24 TEST-NET-1
+    (0xc058_6300, 24, Refusal::Reserved),   // 192.88.99.0/24 deprecated 6to4 anycast
+    (0xc0a8_0000, 16, Refusal::Private),    // 192.168.0.0/16
+    (0xc612_0000, 15, Refusal::Reserved),   // 198.18.0.0/15 benchmarking
+    (0xc633_6400, 24, Refusal::Documentation), // 198.51.100.0/24 TEST-NET-2
+    (0xcb00_7100, 24, Refusal::Documentation), // 203.0.113.0/24 TEST-NET-3
+    (0xe000_0000, 4, Refusal::Multicast),   // 224.0.0.0/4
+    (0xffff_ffff, 32, Refusal::Broadcast),  // 255.255.255.255
+    (0xf000_0000, 4, Refusal::Reserved),    // 240.0.0.0/4 future use
+];
+
+/// Special-purpose IPv6 ranges. Ranges that embed an IPv4 address (mapped, NAT64, 6to4) are
+/// handled separately in [`classify_v6`] so the embedded address is judged instead.
+const V6_SPECIAL: [(u128, u8, Refusal); 12] = [
+    (0, 128, Refusal::Unspecified), // ::
+    (1, 128, Refusal::Loopback),    // ::1
+    (0, 96, Refusal::Reserved),     // ::/96 deprecated IPv4-compatible
+    (
+        0x0064_ff9b_0001_0000_0000_0000_0000_0000,
+        48,
+        Refusal::Private,
+    ), // 64:ff9b:1::/48 local NAT64
+    (
+        0x0100_0000_0000_0000_0000_0000_0000_0000,
+        64,
+        Refusal::Reserved,
+    ), // 100::/64 discard-only
+    (
+        0x2001_0000_0000_0000_0000_0000_0000_0000,
+        23,
+        Refusal::Reserved,
+    ), // 2001::/23 IETF (Teredo, ORCHID, benchmarking)
+    (
+        0x2001_0db8_0000_0000_0000_0000_0000_0000,
+        32,
+        Refusal::Documentation,
+    ), // 2001:db8::/32
+    (
+        0x3fff_0000_0000_0000_0000_0000_0000_0000,
+        20,
+        Refusal::Documentation,
+    ), // 3fff::/20
+    (
+        0xfc00_0000_0000_0000_0000_0000_0000_0000,
+        7,
+        Refusal::Private,
+    ), // fc00::/7 unique local
+    (
+        0xfe80_0000_0000_0000_0000_0000_0000_0000,
+        10,
+        Refusal::LinkLocal,
+    ), // fe80::/10
+    (
+        0xfec0_0000_0000_0000_0000_0000_0000_0000,
+        10,
+        Refusal::Reserved,
+    ), // fec0::/10 deprecated site-local
+    (
+        0xff00_0000_0000_0000_0000_0000_0000_0000,
+        8,
+        Refusal::Multicast,
+    ), // ff00::/8
+];
+
+/// `64:ff9b::/96`, the well-known NAT64 prefix (RFC 6052): the last 32 bits are IPv4.
+const NAT64_PREFIX: u128 = 0x0064_ff9b_0000_0000_0000_0000_0000_0000;
+/// `2002::/16`, 6to4 (RFC 3056): bits 16..48 are an IPv4 address.
+const SIX_TO_FOUR_PREFIX: u128 = 0x2002_0000_0000_0000_0000_0000_0000_0000;
+
+fn in_prefix_v4(ip: u32, net: u32, len: u8) -> bool {
+    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+    ip & mask == net & mask
+}
+
+fn in_prefix_v6(ip: u128, net: u128, len: u8) -> bool {
+    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+    ip & mask == net & mask
+}
+
+/// The special-purpose range `ip` belongs to, if any.
+pub fn classify_v4(ip: Ipv4Addr) -> Option<Refusal> {
+    let bits = u32::from(ip);
+    V4_SPECIAL
+        .iter()
+        .find(|(net, len, _)| in_prefix_v4(bits, *net, *len))
+        .map(|(_, _, verdict)| *verdict)
+}
+
+/// The special-purpose range `ip` belongs to, if any; IPv4 embedded in an IPv6 address
+/// (mapped, NAT64, 6to4) is judged as that IPv4 address.
+pub fn classify_v6(ip: Ipv6Addr) -> Option<Refusal> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return classify_v4(v4);
+    }
+    let bits = u128::from(ip);
+    if in_prefix_v6(bits, NAT64_PREFIX, 96) {
+        // Truncation keeps the low 32 bits, which is exactly the embedded address.
+        return classify_v4(Ipv4Addr::from(bits as u32));
+    }
+    if in_prefix_v6(bits, SIX_TO_FOUR_PREFIX, 16) {
+        return classify_v4(Ipv4Addr::from((bits >> 80) as u32));
+    }
+    V6_SPECIAL
+        .iter()
+        .find(|(net, len, _)| in_prefix_v6(bits, *net, *len))
+        .map(|(_, _, verdict)| *verdict)
+}
+
+/// The special-purpose range `ip` belongs to, if any.
+pub fn classify(ip: IpAddr) -> Option<Refusal> {
+    match ip {
+        IpAddr::V4(v4) => classify_v4(v4),
+        IpAddr::V6(v6) => classify_v6(v6),
+    }
+}
+
+/// Replaces an IPv4-mapped IPv6 address by the IPv4 address it carries.
+pub fn normalize(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    }
+}
+
+/// Decides whether a peer address may be used: public addresses always, special-purpose ones
+/// only when an operator-configured CIDR covers them.
+#[derive(Debug, Clone, Default)]
+pub struct AddressPolicy {
+    allow: Vec<IpNet>,
+}
+
+impl AddressPolicy {
+    /// A policy that additionally allows every address inside one of `allow`.
+    pub fn new(allow: Vec<IpNet>) -> Self {
+        Self { allow }
+    }
+
+    /// Checks `addr` (normalised first) and returns the address to use, or why it is refused.
+    pub fn check(&self, addr: SocketAddr) -> Result<SocketAddr, Refusal> {
+        let addr = normalize(addr);
+        if addr.port() == 0 {
+            return Err(Refusal::PortZero);
+        }
+        if self.allow.iter().any(|net| net.contains(&addr.ip())) {
+            return Ok(addr);
+        }
+        match classify(addr.ip()) {
+            Some(refusal) => Err(refusal),
+            None => Ok(addr),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn verdict(s: &str) -> Option<Refusal> {
+        classify(s.parse().unwrap())
+    }
+
+    #[test]
+    fn public_addresses_pass() {
+        for ip in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "34.71.57.205",
+            "2606:4700::1111",
+            "100.128.0.1",
+        ] {
+            assert_eq!(verdict(ip), None, "{ip}");
+        }
+    }
+
+    #[test]
+    fn special_ipv4_ranges_are_refused() {
+        let cases = [
+            ("0.1.2.3", Refusal::Unspecified),
+            ("10.0.0.1", Refusal::Private),
+            ("100.64.0.1", Refusal::SharedCgnat),
+            ("100.127.255.255", Refusal::SharedCgnat),
+            ("127.0.0.1", Refusal::Loopback),
+            ("169.254.169.254", Refusal::LinkLocal),
+            ("172.16.0.1", Refusal::Private),
+            ("172.31.255.255", Refusal::Private),
+            ("192.0.2.1", Refusal::Documentation),
+            ("192.168.1.1", Refusal::Private),
+            ("198.51.100.1", Refusal::Documentation),
+            ("203.0.113.9", Refusal::Documentation),
+            ("224.0.0.251", Refusal::Multicast),
+            ("239.255.255.250", Refusal::Multicast),
+            ("255.255.255.255", Refusal::Broadcast),
+            ("240.0.0.1", Refusal::Reserved),
+            ("198.18.0.1", Refusal::Reserved),
+        ];
+        for (ip, want) in cases {
+            assert_eq!(verdict(ip), Some(want), "{ip}");
+        }
+        assert_eq!(verdict("172.32.0.1"), None);
+        assert_eq!(verdict("11.0.0.1"), None);
+    }
+
+    #[test]
+    fn special_ipv6_ranges_are_refused() {
+        let cases = [
+            ("::", Refusal::Unspecified),
+            ("::1", Refusal::Loopback),
+            ("fd00::1", Refusal::Private),
+            ("fe80::1", Refusal::LinkLocal),
+            ("ff02::1", Refusal::Multicast),
+            ("2001:db8::1", Refusal::Documentation),
+            ("2001:0:4136:e378::1", Refusal::Reserved),
+            ("::10.0.0.1", Refusal::Reserved),
+        ];
+        for (ip, want) in cases {
+            assert_eq!(verdict(ip), Some(want), "{ip}");
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_is_judged_as_ipv4() {
+        assert_eq!(verdict("::ffff:127.0.0.1"), Some(Refusal::Loopback));
+        assert_eq!(verdict("::ffff:10.1.2.3"), Some(Refusal::Private));
+        assert_eq!(verdict("64:ff9b::a9fe:a9fe"), Some(Refusal::LinkLocal));
+        assert_eq!(verdict("2002:c0a8:0101::1"), Some(Refusal::Private));
+        assert_eq!(verdict("::ffff:8.8.8.8"), None);
+        assert_eq!(verdict("2002:0808:0808::1"), None);
+    }
+
+    #[test]
+    fn allow_list_overrides_and_mapped_addresses_are_normalised() {
+        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:9000".parse().unwrap();
+        assert_eq!(policy.check(mapped), Ok("127.0.0.1:9000".parse().unwrap()));
+        assert_eq!(
+            policy.check("10.0.0.1:9000".parse().unwrap()),
+            Err(Refusal::Private)
+        );
+        assert_eq!(
+            policy.check("127.0.0.1:0".parse().unwrap()),
+            Err(Refusal::PortZero)
+        );
+        assert_eq!(
+            AddressPolicy::default().check("127.0.0.1:9000".parse().unwrap()),
+            Err(Refusal::Loopback)
+        );
+    }
+}
