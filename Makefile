@@ -9,7 +9,7 @@ WASM_TARGET  := wasm32-unknown-unknown
 NOSTD_TARGET := thumbv7em-none-eabi
 FUZZ_TARGETS := addr packet frame fragment pils_open replay services
 
-.PHONY: help setup test fmt-check clippy unit wasm-core nostd-core demo fuzz bench
+.PHONY: help setup test fmt-check clippy unit wasm-core nostd-core demo fuzz bench bench-relay relay
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,3 +48,9 @@ fuzz: ## run every fuzz target for FUZZ_SECONDS each (installs nightly and cargo
 
 bench: ## criterion benchmarks of pilot-core (medians in target/criterion)
 	$(CARGO) bench -p pilot-core
+
+bench-relay: ## relay throughput, added latency and memory per idle session (loopback)
+	$(CARGO) bench -p pilot-relay --bench relay_bench
+
+relay: ## run the WebSocket <-> UDP relay locally (open mode, loopback destinations allowed)
+	$(CARGO) run -p pilot-relay -- --open --listen 127.0.0.1:8787 --udp-bind-ip 127.0.0.1 --allow-dest 127.0.0.0/8
