@@ -9,7 +9,9 @@ use ipnet::IpNet;
 use pilot_relay::auth::TokenPolicy;
 use pilot_relay::config::{self, Config};
 use pilot_relay::token::{self, TokenKey};
+use std::io::IsTerminal as _;
 use tracing::{error, info};
+
 use tracing_subscriber::EnvFilter;
 use zeroize::Zeroizing;
 
@@ -238,6 +240,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match &cli.command {
         Some(Command::MintToken(args)) => mint(args),
