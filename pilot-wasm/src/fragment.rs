@@ -74,7 +74,7 @@ impl Reassembler {
     }
 
     /// Accepts one PILF datagram; returns the reassembled frame once its group is complete,
-    /// else `null`.
+    /// else `undefined`.
     ///
     /// `source` names the path it arrived on (e.g. `"udp:203.0.113.7:4000"`, or
     /// `"relay:<sender>"` for relay-delivered fragments); groups of different sources never
@@ -93,7 +93,7 @@ impl Reassembler {
     }
 
     /// Drops groups whose 3 s have run out by `now` (ms); returns when the next pending group
-    /// expires (ms), or `null` when none is pending. Call it at that time.
+    /// expires (ms), or `undefined` when none is pending. Call it at that time.
     pub fn tick(&mut self, now: f64) -> Result<Option<f64>, PilotError> {
         self.inner.expire(instant(now)?);
         Ok(self.inner.next_expiry().map(millis))
