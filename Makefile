@@ -39,7 +39,7 @@ setup-wasm: ## wasm32 target, wasm-bindgen CLI $(WASM_BINDGEN_VERSION), npm pack
 	fi
 	cd $(WASM_PKG) && npm ci --no-audit --no-fund
 
-test: setup fmt-check clippy unit wasm-core nostd-core ## everything CI checks (installs what it needs first)
+test: setup fmt-check clippy unit wasm-core nostd-core test-wasm ## everything CI checks (installs what it needs first)
 	@echo "make test: all checks passed"
 
 fmt-check: ## rustfmt, no changes allowed
@@ -86,7 +86,8 @@ test-wasm: wasm ## Node tests (vectors, native transcript) and the Worker test i
 	mkdir -p $(WASM_OUT)
 	$(CARGO) run --quiet -p pilot-wasm --example transcript > $(WASM_OUT)/transcript.json
 	cd $(WASM_PKG) && PILOT_TRANSCRIPT=test/out/transcript.json node --test test/*.test.mjs
-	cd $(WASM_PKG) && node --test test/worker/*.test.mjs
+	cd $(WASM_PKG) && WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false \
+		node --test test/worker/*.test.mjs
 
 bench-wasm: wasm ## wasm (Node) vs native criterion: PILA handshake and PILS 1 KiB seal/open
 	$(CARGO) bench -p pilot-core --bench crypto

@@ -212,94 +212,93 @@ fn verdict_words(verdict: RecvVerdict) -> (&'static str, Option<&'static str>) {
     }
 }
 
+/// One scripted packet: direction and the header fields that vary.
+struct Scripted {
+    from_a: bool,
+    flags: Flags,
+    protocol: Protocol,
+    ports: (u16, u16),
+    seq_ack: (u32, u32),
+    payload: Vec<u8>,
+}
+
 /// The scripted packets: (sent by A?, wire bytes, the fields as the wasm API takes them).
 fn script(a: &Peer, b: &Peer) -> Vec<(bool, Vec<u8>, Value)> {
     let addr_a = Addr::new(1, a.node);
     let addr_b = Addr::new(1, b.node);
     let large: Vec<u8> = (0..LARGE_PAYLOAD_LEN).map(|i| (i % 251) as u8).collect();
-    let specs: [(bool, Flags, Protocol, u16, u16, u32, u32, Vec<u8>); 5] = [
-        (
-            true,
-            Flags::SYN,
-            Protocol::Stream,
-            49152,
-            1000,
-            1,
-            0,
-            vec![],
-        ),
-        (
+    let stream = |from_a, flags, ports, seq_ack, payload| Scripted {
+        from_a,
+        flags,
+        protocol: Protocol::Stream,
+        ports,
+        seq_ack,
+        payload,
+    };
+    let specs = [
+        stream(true, Flags::SYN, (49152, 1000), (1, 0), vec![]),
+        stream(
             false,
             Flags::SYN | Flags::ACK,
-            Protocol::Stream,
-            1000,
-            49152,
-            7,
-            2,
+            (1000, 49152),
+            (7, 2),
             vec![],
         ),
-        (
+        stream(
             true,
             Flags::ACK,
-            Protocol::Stream,
-            49152,
-            1000,
-            2,
-            8,
+            (49152, 1000),
+            (2, 8),
             b"hello over pilot".to_vec(),
         ),
-        (
-            true,
-            Flags::NONE,
-            Protocol::Datagram,
-            5000,
-            1001,
-            0,
-            0,
-            large,
-        ),
-        (
+        Scripted {
+            from_a: true,
+            flags: Flags::NONE,
+            protocol: Protocol::Datagram,
+            ports: (5000, 1001),
+            seq_ack: (0, 0),
+            payload: large,
+        },
+        stream(
             false,
             Flags::FIN | Flags::ACK,
-            Protocol::Stream,
-            1000,
-            49152,
-            8,
-            18,
+            (1000, 49152),
+            (8, 18),
             vec![],
         ),
     ];
     specs
         .into_iter()
-        .map(
-            |(from_a, flags, protocol, src_port, dst_port, seq, ack, payload)| {
-                let (src, dst) = if from_a {
-                    (addr_a, addr_b)
-                } else {
-                    (addr_b, addr_a)
-                };
-                let header = Header {
-                    flags,
-                    protocol,
-                    src,
-                    dst,
-                    src_port,
-                    dst_port,
-                    seq,
-                    ack,
-                    window: 512,
-                };
-                let mut wire = Vec::new();
-                PacketRef::new(header, &payload).encode(&mut wire).unwrap();
-                let fields = json!({
-                    "flags": flags.bits(), "protocol": u8::from(protocol),
-                    "src": src.to_string(), "dst": dst.to_string(),
-                    "srcPort": src_port, "dstPort": dst_port, "seq": seq, "ack": ack,
-                    "window": 512, "payload_hex": hex::encode(&payload),
-                });
-                (from_a, wire, fields)
-            },
-        )
+        .map(|spec| {
+            let (src, dst) = if spec.from_a {
+                (addr_a, addr_b)
+            } else {
+                (addr_b, addr_a)
+            };
+            let header = Header {
+                flags: spec.flags,
+                protocol: spec.protocol,
+                src,
+                dst,
+                src_port: spec.ports.0,
+                dst_port: spec.ports.1,
+                seq: spec.seq_ack.0,
+                ack: spec.seq_ack.1,
+                window: 512,
+            };
+            let mut wire = Vec::new();
+            PacketRef::new(header, &spec.payload)
+                .encode(&mut wire)
+                .unwrap();
+            let fields = json!({
+                "flags": spec.flags.bits(), "protocol": u8::from(spec.protocol),
+                "src": src.to_string(), "dst": dst.to_string(),
+                "srcPort": spec.ports.0, "dstPort": spec.ports.1,
+                "seq": spec.seq_ack.0, "ack": spec.seq_ack.1,
+                "window": 512, "payload_hex": hex::encode(&spec.payload),
+            });
+            (spec.from_a, wire, fields)
+        })
         .collect()
 }
 
