@@ -106,3 +106,36 @@ pub(crate) fn bytes_field(object: &JsValue, key: &str) -> Result<Vec<u8>, PilotE
         .map(Uint8Array::to_vec)
         .ok_or_else(|| PilotError::range(alloc::format!("{key} must be a Uint8Array")))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn milliseconds_become_microsecond_instants_and_back() {
+        assert_eq!(instant(0.0), Ok(Instant::ZERO));
+        assert_eq!(instant(1.5), Ok(Instant::from_micros(1_500)));
+        assert_eq!(instant(3_000.0).map(millis), Ok(3_000.0));
+    }
+
+    #[test]
+    fn times_that_are_not_finite_or_are_negative_are_refused() {
+        for bad in [f64::NAN, f64::INFINITY, -1.0] {
+            assert_eq!(
+                instant(bad).map_err(|e| e.code()),
+                Err("ARG_INVALID_TIME"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn fixed_size_arguments_report_their_expected_length() {
+        assert_eq!(array::<4>("sendPrefix", &[1, 2, 3, 4]), Ok([1, 2, 3, 4]));
+        let error = array::<4>("sendPrefix", &[1, 2, 3]).unwrap_err();
+        assert_eq!(error.code(), "ARG_LENGTH");
+        assert_eq!(error.message(), "sendPrefix must be 4 bytes, got 3");
+    }
+}
