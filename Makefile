@@ -30,7 +30,7 @@ setup: setup-wasm ## install the toolchain pieces the tests need (idempotent)
 	rustup component add rustfmt clippy
 	rustup target add $(WASM_TARGET) $(NOSTD_TARGET)
 
-setup-wasm: ## wasm32 target, wasm-bindgen CLI $(WASM_BINDGEN_VERSION), npm packages of pilot-wasm
+setup-wasm: ## wasm32 target, the pinned wasm-bindgen CLI, npm ci in pilot-wasm
 	rustup target add $(WASM_TARGET)
 	@if wasm-bindgen --version 2>/dev/null | grep -qx 'wasm-bindgen $(WASM_BINDGEN_VERSION)'; then \
 		echo "wasm-bindgen $(WASM_BINDGEN_VERSION) present"; \
