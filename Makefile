@@ -8,17 +8,38 @@ FUZZ_SECONDS ?= 30
 WASM_TARGET  := wasm32-unknown-unknown
 NOSTD_TARGET := thumbv7em-none-eabi
 FUZZ_TARGETS := addr packet frame fragment pils_open replay services
+# pilot-wasm: the wasm-bindgen CLI must match the crate's pinned wasm-bindgen exactly; wasm-opt
+# comes from npm binaryen (Debian's binaryen 108 produces broken modules).
+WASM_BINDGEN_VERSION := 0.2.130
+WASM_PKG     := pilot-wasm
+WASM_DIST    := $(WASM_PKG)/dist
+WASM_OUT     := $(WASM_PKG)/test/out
+WASM_RAW     := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/wasm-release/pilot_wasm.wasm
+WASM_OPT     := $(WASM_PKG)/node_modules/.bin/wasm-opt
+# The features rustc enables by default for wasm32-unknown-unknown; wasm-opt must accept them.
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
+	--enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
 
-.PHONY: help setup test fmt-check clippy unit wasm-core nostd-core demo fuzz bench bench-relay relay
+.PHONY: help setup setup-wasm test fmt-check clippy unit wasm-core nostd-core demo fuzz bench \
+	wasm size test-wasm bench-wasm bench-relay relay
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: ## install the toolchain pieces the tests need (idempotent)
+setup: setup-wasm ## install the toolchain pieces the tests need (idempotent)
 	rustup component add rustfmt clippy
 	rustup target add $(WASM_TARGET) $(NOSTD_TARGET)
 
-test: setup fmt-check clippy unit wasm-core nostd-core ## everything CI checks (installs what it needs first)
+setup-wasm: ## wasm32 target, the pinned wasm-bindgen CLI, npm ci in pilot-wasm
+	rustup target add $(WASM_TARGET)
+	@if wasm-bindgen --version 2>/dev/null | grep -qx 'wasm-bindgen $(WASM_BINDGEN_VERSION)'; then \
+		echo "wasm-bindgen $(WASM_BINDGEN_VERSION) present"; \
+	else \
+		$(CARGO) install wasm-bindgen-cli --version $(WASM_BINDGEN_VERSION); \
+	fi
+	cd $(WASM_PKG) && npm ci --no-audit --no-fund
+
+test: setup fmt-check clippy unit wasm-core nostd-core test-wasm ## everything CI checks (installs what it needs first)
 	@echo "make test: all checks passed"
 
 fmt-check: ## rustfmt, no changes allowed
@@ -54,3 +75,27 @@ bench-relay: ## relay throughput, added latency and memory per idle session (loo
 
 relay: ## run the WebSocket <-> UDP relay locally (open mode, loopback destinations allowed)
 	$(CARGO) run -p pilot-relay -- --open --listen 127.0.0.1:8787 --udp-bind-ip 127.0.0.1 --allow-dest 127.0.0.0/8
+
+wasm: ## build the npm package into pilot-wasm/dist (cargo, wasm-bindgen, wasm-opt -Oz)
+	$(CARGO) build -p pilot-wasm --target $(WASM_TARGET) --profile wasm-release
+	rm -rf $(WASM_DIST)
+	wasm-bindgen --target web --weak-refs --out-dir $(WASM_DIST) --out-name pilot_wasm $(WASM_RAW)
+	$(WASM_OPT) -Oz $(WASM_FEATURES) --strip-debug --strip-producers \
+		$(WASM_DIST)/pilot_wasm_bg.wasm -o $(WASM_DIST)/pilot_wasm_bg.wasm
+	cp $(WASM_PKG)/js/*.js $(WASM_PKG)/js/*.d.ts $(WASM_DIST)/
+
+size: wasm ## raw and gzipped bytes of the optimised .wasm
+	@raw=$$(wc -c < $(WASM_DIST)/pilot_wasm_bg.wasm); \
+	gz=$$(gzip -9 -c $(WASM_DIST)/pilot_wasm_bg.wasm | wc -c); \
+	echo "pilot_wasm_bg.wasm: $$raw bytes raw, $$gz bytes gzip -9"
+
+test-wasm: wasm ## Node tests (vectors, native transcript) and the Worker test in workerd
+	mkdir -p $(WASM_OUT)
+	$(CARGO) run --quiet -p pilot-wasm --example transcript > $(WASM_OUT)/transcript.json
+	cd $(WASM_PKG) && PILOT_TRANSCRIPT=test/out/transcript.json node --test test/*.test.mjs
+	cd $(WASM_PKG) && WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false \
+		node --test test/worker/*.test.mjs
+
+bench-wasm: wasm ## wasm (Node) vs native criterion: PILA handshake and PILS 1 KiB seal/open
+	$(CARGO) bench -p pilot-core --bench crypto
+	node $(WASM_PKG)/bench/bench.mjs $(or $(CARGO_TARGET_DIR),target)/criterion
