@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 30
 # target that has no std at all (a std dependency cannot build there).
 WASM_TARGET  := wasm32-unknown-unknown
 NOSTD_TARGET := thumbv7em-none-eabi
-FUZZ_TARGETS := addr packet frame fragment pils_open replay services
+FUZZ_TARGETS := addr packet frame fragment pils_open replay replay_epochs services registry
 
 .PHONY: help setup test fmt-check clippy unit wasm-core nostd-core demo fuzz bench
 
