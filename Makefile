@@ -7,7 +7,7 @@ FUZZ_SECONDS ?= 30
 # target that has no std at all (a std dependency cannot build there).
 WASM_TARGET  := wasm32-unknown-unknown
 NOSTD_TARGET := thumbv7em-none-eabi
-FUZZ_TARGETS := addr packet frame fragment pils_open replay services
+FUZZ_TARGETS := addr packet frame fragment pils_open replay replay_epochs services services_sm registry
 # pilot-wasm: the wasm-bindgen CLI must match the crate's pinned wasm-bindgen exactly; wasm-opt
 # comes from npm binaryen (Debian's binaryen 108 produces broken modules).
 WASM_BINDGEN_VERSION := 0.2.130

@@ -53,7 +53,7 @@ fn pils_1k(c: &mut Criterion) {
     let mut group = c.benchmark_group("pils_1KiB");
     group.throughput(Throughput::Bytes(PACKET_LEN_BYTES as u64));
 
-    let mut send = SendState::with_prefix([1, 2, 3, 4]);
+    let mut send = SendState::with_fixed_prefix_for_replay([1, 2, 3, 4]);
     let mut out = Vec::with_capacity(PACKET_LEN_BYTES + 64);
     group.bench_function("seal", |b| {
         b.iter(|| {

@@ -364,18 +364,59 @@ impl SendState {
     pub fn new(rng: &mut impl CryptoRngCore) -> Self {
         let mut prefix = [0u8; NONCE_PREFIX_LEN];
         rng.fill_bytes(&mut prefix);
-        Self::with_prefix(prefix)
+        Self::with_fixed_prefix_for_replay(prefix)
     }
 
-    /// A send state with a chosen prefix, for tests, vectors and deterministic replays.
-    /// A live session must use [`SendState::new`].
-    pub fn with_prefix(prefix: [u8; NONCE_PREFIX_LEN]) -> Self {
-        Self::with_prefix_and_counter(prefix, 0)
+    /// A send state with a fresh random prefix that carries on from `last_counter` (the next
+    /// frame uses `last_counter + 1`).
+    ///
+    /// For a session rebuilt toward a peer whose X25519 key is unchanged: the AES key is the
+    /// same, and V-FEB/V-FORK/V-MID receivers keep one replay window per key, so the counter
+    /// must not restart (spec §5.4); the fresh prefix tells V-NEW receivers it is a new epoch.
+    pub fn new_continuing(rng: &mut impl CryptoRngCore, last_counter: u64) -> Self {
+        let mut prefix = [0u8; NONCE_PREFIX_LEN];
+        rng.fill_bytes(&mut prefix);
+        Self::with_fixed_prefix_and_counter_for_replay(prefix, last_counter)
     }
 
-    /// A send state whose next frame carries `last_counter + 1`, for tests, vectors and
-    /// deterministic replays. Reusing a (key, prefix, counter) triple breaks AES-GCM.
-    pub fn with_prefix_and_counter(prefix: [u8; NONCE_PREFIX_LEN], last_counter: u64) -> Self {
+    /// A send state with a caller-chosen prefix whose first frame carries counter 1: for
+    /// tests, test vectors and cross-implementation checks that need byte-exact frames. A
+    /// live session must use [`SendState::new`].
+    ///
+    /// # Nonce reuse
+    ///
+    /// Every call with the same prefix hands out the same nonce sequence. Sealing with two
+    /// such states under one session key reuses AES-GCM nonces, which leaks the XOR of the
+    /// plaintexts and lets anyone who sees both frames forge tags under that key. Use each
+    /// fixed prefix at most once per key, and never with a key that protects real traffic.
+    ///
+    /// ```
+    /// use pilot_core::crypto::SendState;
+    ///
+    /// let mut first = SendState::with_fixed_prefix_for_replay([1, 2, 3, 4]);
+    /// let mut second = SendState::with_fixed_prefix_for_replay([1, 2, 3, 4]);
+    /// // The same nonce twice: never seal with both under one key.
+    /// assert_eq!(first.next_nonce(), second.next_nonce());
+    /// ```
+    pub fn with_fixed_prefix_for_replay(prefix: [u8; NONCE_PREFIX_LEN]) -> Self {
+        Self::with_fixed_prefix_and_counter_for_replay(prefix, 0)
+    }
+
+    /// A send state with a caller-chosen prefix whose next frame carries `last_counter + 1`:
+    /// for tests, test vectors and cross-implementation checks that need byte-exact frames,
+    /// including counters near the end of the range. A live session must use
+    /// [`SendState::new`].
+    ///
+    /// # Nonce reuse
+    ///
+    /// A (key, prefix, counter) triple may seal at most one frame. Two states built here with
+    /// the same prefix and overlapping counters, or one built to resume a live state, reuse
+    /// AES-GCM nonces under the key: that leaks the XOR of the plaintexts and lets anyone who
+    /// sees both frames forge tags under that key.
+    pub fn with_fixed_prefix_and_counter_for_replay(
+        prefix: [u8; NONCE_PREFIX_LEN],
+        last_counter: u64,
+    ) -> Self {
         Self {
             prefix,
             last_counter,
@@ -537,13 +578,13 @@ mod tests {
 
     #[test]
     fn send_counter_starts_at_one_and_never_wraps() {
-        let mut send = SendState::with_prefix([1, 2, 3, 4]);
+        let mut send = SendState::with_fixed_prefix_for_replay([1, 2, 3, 4]);
         assert_eq!(send.last_counter(), 0);
         let first = send.next_nonce().unwrap();
         assert_eq!(first.counter, 1);
         assert_eq!(first.to_bytes(), [1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 1]);
 
-        let mut end = SendState::with_prefix_and_counter([0; 4], u64::MAX - 1);
+        let mut end = SendState::with_fixed_prefix_and_counter_for_replay([0; 4], u64::MAX - 1);
         assert_eq!(end.next_nonce().unwrap().counter, u64::MAX);
         assert_eq!(end.next_nonce(), Err(CryptoError::NonceExhausted));
         assert_eq!(end.last_counter(), u64::MAX);

@@ -22,8 +22,40 @@
 //!
 //! Times here are wall-clock Unix seconds supplied by the driver, because the peer's
 //! `timestamp` is one.
+//!
+//! # Security notes
+//!
+//! spec §9.6 fixes what is signed: `handshake:<sender>:<receiver>`, nothing else. `type`,
+//! `timestamp`, `justification` and `reason` are not covered, so the signature is a fixed
+//! token per (sender, receiver) pair, valid until the sender rotates its key. A successful
+//! verification proves that A once signed *for B*, not that A sent *this* message *now*.
+//! Whoever holds A's token for B can forge any message "from A" to B, of any type, with any
+//! timestamp and text:
+//! * B itself, and anyone who saw one of A's messages to B in clear;
+//! * the registry: `request_handshake` (§9.5) signs the very same string, so every relayed
+//!   request hands A's token for B to the registry.
+//!
+//! The same holder can also mint unlimited distinct messages that pass every check here. The
+//! [`ReplayCache`] therefore records at most [`REPLAY_ENTRIES_PER_SENDER`] digests per
+//! sender, so one sender (or holder of its token) cannot crowd out the others.
+//!
+//! The service layer that acts on verified messages (not this module) should treat them as
+//! claims by anyone holding the token, not as A's word:
+//! * `handshake_accept`: act on it only as the answer to a request we sent to that node and
+//!   still have outstanding, and never let it create trust on its own. A token from an earlier
+//!   exchange still passes, so where it matters confirm through the registry (`check_trust`,
+//!   which the peer's `report_trust` sets) before trusting.
+//! * `handshake_revoke` / `handshake_reject`: hints. Dropping our outgoing request or trust
+//!   fails closed, so obeying one costs at worst a denial of service; never let one grant
+//!   anything, and do not let it start a cooldown that would block a genuine later accept
+//!   without confirming the revocation with the registry.
+//! * `handshake_request`: may queue a pending request; auto-approval must rest on facts
+//!   independent of the message (registry-confirmed key, shared network, our own outstanding
+//!   request), never on its `justification`.
+//! * `justification` and `reason` are unauthenticated text; `timestamp` says nothing about
+//!   when A acted.
 
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -48,6 +80,12 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
 pub const REPLAY_RETENTION: Duration = Duration::from_secs(10 * 60);
 /// Most digests the replay cache holds.
 pub const REPLAY_CACHE_CAPACITY: usize = 8192;
+/// Most digests the replay cache holds for one sender `node_id`. The signature does not
+/// cover the message body (see the module's security notes), so one sender can mint any
+/// number of valid messages; this quota keeps it from filling the cache for everyone. An
+/// honest peer sends a handful of messages per [`REPLAY_RETENTION`]. Filling the whole cache
+/// takes `REPLAY_CACHE_CAPACITY / REPLAY_ENTRIES_PER_SENDER` (128) senders the registry knows.
+pub const REPLAY_ENTRIES_PER_SENDER: usize = 64;
 /// Longest justification (and reason) kept on receive, in bytes of printable characters.
 pub const MAX_JUSTIFICATION_BYTES: usize = 1024;
 /// Largest message accepted: V-NEW receivers do a single read of at most 64 KiB.
@@ -318,17 +356,28 @@ pub struct VerifiedHandshake {
 
 /// Remembers the digests of recently accepted messages (spec §9.6).
 ///
-/// Bounded: at most [`REPLAY_CACHE_CAPACITY`] digests, each kept [`REPLAY_RETENTION`].
-/// Expired digests leave in insertion order as new ones arrive, so the work per insert is
-/// amortised constant; a full sweep happens only when the cache is full. When it is full of
-/// live digests an insert fails rather than evict one: forgetting a live digest would let
-/// that message replay, and only authenticated messages are ever inserted, so filling the
-/// cache takes 8192 validly signed messages within ten minutes.
+/// Bounded: at most [`REPLAY_CACHE_CAPACITY`] digests in total and at most
+/// [`REPLAY_ENTRIES_PER_SENDER`] per sender, each kept [`REPLAY_RETENTION`]. Expired digests
+/// leave in insertion order as new ones arrive, so the work per insert is amortised
+/// constant; a full sweep happens only when a limit is reached.
+///
+/// When a limit is reached with live digests an insert fails rather than evict one:
+/// forgetting a live digest would let that message replay. Only authenticated messages are
+/// inserted, but authentication does not cover the body (see the module's security notes):
+/// one sender, or anyone holding its signature, can produce unlimited distinct valid
+/// messages. The per-sender quota confines that to the sender itself, which is then refused
+/// with [`TrustError::SenderQuotaFull`] until its digests expire; other senders are
+/// unaffected unless 128 distinct registered senders each fill their quota. The price: a
+/// holder of A's signature can keep A's genuine messages out for up to [`REPLAY_RETENTION`]
+/// (it could forge them anyway). An over-quota sender triggers a sweep per message, but
+/// only after a signature verification, which costs more.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayCache {
     seen: BTreeSet<[u8; 32]>,
-    /// `(expires at, digest)` in insertion order.
-    order: VecDeque<(u64, [u8; 32])>,
+    /// `(expires at, sender, digest)` in insertion order.
+    order: VecDeque<(u64, u32, [u8; 32])>,
+    /// Live digests per sender; senders with none are absent.
+    per_sender: BTreeMap<u32, usize>,
 }
 
 impl ReplayCache {
@@ -352,17 +401,36 @@ impl ReplayCache {
         self.seen.contains(digest)
     }
 
-    /// Records `digest` at `now_unix_secs`.
+    /// Live digests held for `sender`.
+    pub fn sender_len(&self, sender: u32) -> usize {
+        self.per_sender.get(&sender).copied().unwrap_or(0)
+    }
+
+    /// Records `digest` of a message from `sender` at `now_unix_secs`.
     ///
-    /// Fails with [`TrustError::Replay`] if it is already present and with
-    /// [`TrustError::ReplayCacheFull`] if no room can be made.
-    pub fn insert(&mut self, digest: [u8; 32], now_unix_secs: u64) -> Result<(), TrustError> {
+    /// Fails with [`TrustError::Replay`] if it is already present, with
+    /// [`TrustError::SenderQuotaFull`] if `sender` already has
+    /// [`REPLAY_ENTRIES_PER_SENDER`] live digests, and with [`TrustError::ReplayCacheFull`] if
+    /// no room can be made.
+    pub fn insert(
+        &mut self,
+        sender: u32,
+        digest: [u8; 32],
+        now_unix_secs: u64,
+    ) -> Result<(), TrustError> {
         self.purge_expired(now_unix_secs);
         if self.seen.contains(&digest) {
             return Err(TrustError::Replay);
         }
+        // Entries can sit behind a younger one if the driver's clock stepped back, so a limit
+        // is only final after a sweep.
+        if self.sender_len(sender) >= REPLAY_ENTRIES_PER_SENDER {
+            self.sweep(now_unix_secs);
+            if self.sender_len(sender) >= REPLAY_ENTRIES_PER_SENDER {
+                return Err(TrustError::SenderQuotaFull);
+            }
+        }
         if self.seen.len() >= REPLAY_CACHE_CAPACITY {
-            // Entries can sit behind a younger one if the driver's clock stepped back.
             self.sweep(now_unix_secs);
             if self.seen.len() >= REPLAY_CACHE_CAPACITY {
                 return Err(TrustError::ReplayCacheFull);
@@ -370,31 +438,49 @@ impl ReplayCache {
         }
         let expires = now_unix_secs.saturating_add(REPLAY_RETENTION.as_secs());
         self.seen.insert(digest);
-        self.order.push_back((expires, digest));
+        self.order.push_back((expires, sender, digest));
+        let count = self.per_sender.entry(sender).or_insert(0);
+        *count = count.saturating_add(1);
         Ok(())
     }
 
     /// Drops expired digests from the front of the insertion order.
     pub fn purge_expired(&mut self, now_unix_secs: u64) {
-        while let Some(&(expires, digest)) = self.order.front() {
+        while let Some(&(expires, sender, digest)) = self.order.front() {
             if expires > now_unix_secs {
                 break;
             }
             self.order.pop_front();
-            self.seen.remove(&digest);
+            Self::forget(&mut self.seen, &mut self.per_sender, sender, &digest);
         }
     }
 
     /// Drops every expired digest wherever it sits.
     fn sweep(&mut self, now_unix_secs: u64) {
         let seen = &mut self.seen;
-        self.order.retain(|&(expires, digest)| {
+        let per_sender = &mut self.per_sender;
+        self.order.retain(|&(expires, sender, digest)| {
             let live = expires > now_unix_secs;
             if !live {
-                seen.remove(&digest);
+                Self::forget(seen, per_sender, sender, &digest);
             }
             live
         });
+    }
+
+    fn forget(
+        seen: &mut BTreeSet<[u8; 32]>,
+        per_sender: &mut BTreeMap<u32, usize>,
+        sender: u32,
+        digest: &[u8; 32],
+    ) {
+        seen.remove(digest);
+        if let Some(count) = per_sender.get_mut(&sender) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                per_sender.remove(&sender);
+            }
+        }
     }
 }
 
@@ -473,7 +559,8 @@ impl HandshakeReceiver {
         })?;
 
         // Recorded only now: forged messages must not be able to fill the cache.
-        self.replay.insert(unverified.digest, now_unix_secs)?;
+        self.replay
+            .insert(message.node_id, unverified.digest, now_unix_secs)?;
 
         Ok(VerifiedHandshake {
             kind: message.kind,
@@ -550,6 +637,9 @@ pub enum TrustError {
     Replay,
     /// The replay cache is full of live digests; try again later.
     ReplayCacheFull,
+    /// The replay cache already holds [`REPLAY_ENTRIES_PER_SENDER`] live digests from this
+    /// sender; its messages are refused until some expire.
+    SenderQuotaFull,
     /// `public_key` is empty (V-NEW).
     MissingPublicKey,
     /// `signature` is empty.
@@ -583,6 +673,9 @@ impl fmt::Display for TrustError {
             }
             TrustError::Replay => f.write_str("handshake message replayed"),
             TrustError::ReplayCacheFull => f.write_str("handshake replay cache full"),
+            TrustError::SenderQuotaFull => {
+                f.write_str("handshake replay cache holds its quota of messages from this sender")
+            }
             TrustError::MissingPublicKey => f.write_str("handshake message without public key"),
             TrustError::MissingSignature => f.write_str("handshake message without signature"),
             TrustError::InvalidPublicKey => f.write_str("handshake public key invalid"),
@@ -959,41 +1052,119 @@ mod tests {
         );
     }
 
+    /// A digest numbered `i`, from one of the senders that together fill the cache.
+    fn filler(i: usize) -> (u32, [u8; 32]) {
+        let mut digest = [0u8; 32];
+        digest[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        let sender = u32::try_from(i / REPLAY_ENTRIES_PER_SENDER).unwrap();
+        (sender, digest)
+    }
+
     #[test]
     fn replay_cache_is_bounded_and_expires() {
         let mut cache = ReplayCache::new();
         for i in 0..REPLAY_CACHE_CAPACITY {
-            let mut digest = [0u8; 32];
-            digest[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            cache.insert(digest, NOW).unwrap();
+            let (sender, digest) = filler(i);
+            cache.insert(sender, digest, NOW).unwrap();
         }
         assert_eq!(cache.len(), REPLAY_CACHE_CAPACITY);
         assert_eq!(
-            cache.insert([0xFF; 32], NOW + 1),
+            cache.insert(u32::MAX, [0xFF; 32], NOW + 1),
             Err(TrustError::ReplayCacheFull)
         );
-        assert_eq!(cache.insert([0; 32], NOW + 1), Err(TrustError::Replay));
+        assert_eq!(
+            cache.insert(u32::MAX, [0; 32], NOW + 1),
+            Err(TrustError::Replay)
+        );
 
         let later = NOW + REPLAY_RETENTION.as_secs();
-        assert_eq!(cache.insert([0xFF; 32], later), Ok(()));
+        assert_eq!(cache.insert(u32::MAX, [0xFF; 32], later), Ok(()));
         assert_eq!(cache.len(), 1);
+        assert_eq!(cache.sender_len(0), 0);
         cache.purge_expired(later + REPLAY_RETENTION.as_secs());
         assert!(cache.is_empty());
+        assert_eq!(cache.sender_len(u32::MAX), 0);
+    }
+
+    #[test]
+    fn replay_cache_refuses_a_sender_over_its_quota_but_not_others() {
+        let mut cache = ReplayCache::new();
+        for i in 0..REPLAY_ENTRIES_PER_SENDER {
+            let (_, digest) = filler(i);
+            cache.insert(SENDER, digest, NOW).unwrap();
+        }
+        assert_eq!(cache.sender_len(SENDER), REPLAY_ENTRIES_PER_SENDER);
+        assert_eq!(
+            cache.insert(SENDER, [0xFF; 32], NOW),
+            Err(TrustError::SenderQuotaFull)
+        );
+        // A replay is still reported as such, not as a full quota.
+        assert_eq!(
+            cache.insert(SENDER, filler(0).1, NOW),
+            Err(TrustError::Replay)
+        );
+        assert_eq!(cache.insert(SENDER + 1, [0xFF; 32], NOW), Ok(()));
+        let later = NOW + REPLAY_RETENTION.as_secs();
+        assert_eq!(cache.insert(SENDER, [0xFE; 32], later), Ok(()));
+        assert_eq!(cache.sender_len(SENDER), 1);
+    }
+
+    #[test]
+    fn one_sender_minting_messages_cannot_starve_other_senders() {
+        let mut rx = HandshakeReceiver::new(RECEIVER);
+        // One signature, a different justification each time: every copy verifies.
+        let mut accepted = 0;
+        for i in 0..=REPLAY_ENTRIES_PER_SENDER {
+            let msg = request_at(NOW).with_justification(format!("copy {i}"));
+            match receive(&mut rx, &msg) {
+                Ok(_) => accepted += 1,
+                Err(err) => assert_eq!(err, TrustError::SenderQuotaFull),
+            }
+        }
+        assert_eq!(accepted, REPLAY_ENTRIES_PER_SENDER);
+
+        let other = HandshakeMessage::signed(
+            HandshakeKind::Request,
+            SENDER + 1,
+            RECEIVER,
+            &key(2),
+            NOW as i64,
+        );
+        let got = rx.receive(&other.encode().unwrap(), NOW, |_| Some(registry_key(2)));
+        assert!(got.is_ok(), "{got:?}");
+
+        // The flooder gets through again once its digests expire.
+        let later = NOW + REPLAY_RETENTION.as_secs();
+        let again = request_at(later).with_justification("again".into());
+        let got = rx.receive(&again.encode().unwrap(), later, |_| Some(registry_key(1)));
+        assert!(got.is_ok(), "{got:?}");
     }
 
     #[test]
     fn replay_cache_sweeps_entries_stuck_behind_a_clock_step() {
         let mut cache = ReplayCache::new();
         // The clock jumps forward and back: the first entry expires last.
-        cache.insert([1; 32], NOW + 1000).unwrap();
+        cache.insert(u32::MAX, [1; 32], NOW + 1000).unwrap();
         for i in 1..REPLAY_CACHE_CAPACITY {
-            let mut digest = [2u8; 32];
-            digest[..8].copy_from_slice(&(i as u64).to_be_bytes());
-            cache.insert(digest, NOW).unwrap();
+            let (sender, digest) = filler(i);
+            cache.insert(sender, digest, NOW).unwrap();
         }
         let after = NOW + REPLAY_RETENTION.as_secs();
-        assert_eq!(cache.insert([3; 32], after), Ok(()));
+        assert_eq!(cache.insert(u32::MAX, [3; 32], after), Ok(()));
         assert_eq!(cache.len(), 2);
         assert!(cache.contains(&[1; 32]) && cache.contains(&[3; 32]));
+        assert_eq!(cache.sender_len(u32::MAX), 2);
+    }
+
+    #[test]
+    fn sender_quota_sweeps_entries_stuck_behind_a_clock_step() {
+        let mut cache = ReplayCache::new();
+        cache.insert(SENDER, [1; 32], NOW + 1000).unwrap();
+        for i in 1..REPLAY_ENTRIES_PER_SENDER {
+            cache.insert(SENDER, filler(i).1, NOW).unwrap();
+        }
+        let after = NOW + REPLAY_RETENTION.as_secs();
+        assert_eq!(cache.insert(SENDER, [3; 32], after), Ok(()));
+        assert_eq!(cache.sender_len(SENDER), 2);
     }
 }

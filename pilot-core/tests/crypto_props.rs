@@ -19,7 +19,7 @@ fn key() -> SessionKey {
 }
 
 fn sealed(node: u32, prefix: [u8; 4], last: u64, packet: &[u8]) -> Vec<u8> {
-    let mut send = SendState::with_prefix_and_counter(prefix, last);
+    let mut send = SendState::with_fixed_prefix_and_counter_for_replay(prefix, last);
     let mut out = Vec::new();
     pils::seal(&key(), &mut send, node, packet, &mut out).unwrap();
     out

@@ -84,7 +84,7 @@ fn receive(
 #[test]
 fn forged_high_counter_does_not_move_window() {
     let (key_a, key_b) = session_pair();
-    let mut send = SendState::with_prefix([1, 2, 3, 4]);
+    let mut send = SendState::with_fixed_prefix_for_replay([1, 2, 3, 4]);
     let mut state = ReceiveState::new(Instant::ZERO);
     let first = packet(1, b"first");
     let second = packet(6, b"second");
@@ -137,7 +137,7 @@ fn forged_high_counter_does_not_move_window() {
 #[test]
 fn forged_frame_with_unseen_prefix_does_not_begin_an_epoch() {
     let (key_a, key_b) = session_pair();
-    let mut send = SendState::with_prefix([1, 2, 3, 4]);
+    let mut send = SendState::with_fixed_prefix_for_replay([1, 2, 3, 4]);
     let mut state = ReceiveState::new(Instant::ZERO);
 
     receive(
@@ -162,7 +162,7 @@ fn forged_frame_with_unseen_prefix_does_not_begin_an_epoch() {
 #[test]
 fn replayed_genuine_frame_is_delivered_once() {
     let (key_a, key_b) = session_pair();
-    let mut send = SendState::with_prefix([1, 2, 3, 4]);
+    let mut send = SendState::with_fixed_prefix_for_replay([1, 2, 3, 4]);
     let mut state = ReceiveState::new(Instant::ZERO);
     let frame = seal(&key_a, &mut send, &packet(1, b"once"));
 

@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use pilot_core::replay::{
-    Accept, GateVerdict, ReceiveState, Reject, ReplayWindow, Verdict, DECRYPT_FAIL_DROP_COUNT,
-    DECRYPT_FAIL_MIN_AGE, REPLAY_WINDOW_COUNTERS,
+    Accept, GateVerdict, ReceiveEpochs, ReceiveState, Reject, ReplayWindow, Verdict,
+    DECRYPT_FAIL_DROP_COUNT, DECRYPT_FAIL_MIN_AGE, REPLAY_WINDOW_COUNTERS,
 };
 use pilot_core::time::Instant;
 use proptest::prelude::*;
@@ -145,7 +145,8 @@ proptest! {
     ) {
         let installed = Instant::from_millis(installed_ms);
         let mut state = ReceiveState::new(installed);
-        let epochs_before = state.epochs().clone();
+        // No frame authenticated yet: the epochs must stay as a fresh session's.
+        let epochs_before = ReceiveEpochs::new();
         let mut now = installed;
         for (i, gap) in gaps_ms.iter().enumerate() {
             now = now + Duration::from_millis(*gap);

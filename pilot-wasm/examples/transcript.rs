@@ -161,7 +161,7 @@ fn handle(pila: &[u8], them: &Peer, me: &Peer) -> Live {
     let own = TunnelKey::from_bytes(&me.x25519_private);
     Live {
         key: derive_session_key(&own, &decoded.x25519_public).unwrap(),
-        send: SendState::with_prefix(me.send_prefix),
+        send: SendState::with_fixed_prefix_for_replay(me.send_prefix),
         receive: ReceiveState::new(Instant::ZERO),
     }
 }

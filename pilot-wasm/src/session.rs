@@ -198,7 +198,7 @@ impl Session {
         last_send_counter: Option<u64>,
     ) -> Result<Session, PilotError> {
         let key = SessionKey::from_bytes(&array::<SESSION_KEY_LEN>("aesKey", aes_key)?);
-        let send = SendState::with_prefix_and_counter(
+        let send = SendState::with_fixed_prefix_and_counter_for_replay(
             array("sendPrefix", send_prefix)?,
             last_send_counter.unwrap_or(0),
         );
@@ -332,7 +332,7 @@ impl Session {
         };
         Ok(Self::install(
             key,
-            SendState::with_prefix(prefix),
+            SendState::with_fixed_prefix_for_replay(prefix),
             own_node,
             peer_node,
             now,

@@ -2,8 +2,8 @@
 //!
 //! Every field a case carries is checked against pilot-core: keys are recomputed from the
 //! seeds and private keys, frames are rebuilt byte for byte (PILS with the case's nonce
-//! prefix and counter via [`SendState::with_prefix_and_counter`]), then decoded, verified or
-//! opened again. `tcp_frame` cases go to [`super::tcp_frame::check`].
+//! prefix and counter via [`SendState::with_fixed_prefix_and_counter_for_replay`]), then
+//! decoded, verified or opened again. `tcp_frame` cases go to [`super::tcp_frame::check`].
 //!
 //! Version variants: our target is the V-FORK/V-NEW scheme (`variant: "may"`), HKDF-SHA256
 //! session keys and the sender node as AAD. V-FEB crypto (`variant: "feb"`: SHA-256 key, no
@@ -202,7 +202,7 @@ fn check_peer_keys(case: &PeerKeysCase) -> Result<(), String> {
         format!("address {} does not carry node {node_text}", peer.address),
     )?;
     let prefix: [u8; NONCE_PREFIX_LEN] = array("nonce_prefix", &peer.nonce_prefix)?;
-    let first = SendState::with_prefix(prefix)
+    let first = SendState::with_fixed_prefix_for_replay(prefix)
         .next_nonce()
         .map_err(|e| e.to_string())?;
     ensure(
@@ -455,7 +455,7 @@ fn check_pils(case: &PilsCase, peers: &[Peer]) -> Result<(), String> {
                 "derived key differs from the case's aes256_key".into(),
             )?;
             let last = counter.checked_sub(1).ok_or("counter 0 is never sent")?;
-            let mut send = SendState::with_prefix_and_counter(prefix, last);
+            let mut send = SendState::with_fixed_prefix_and_counter_for_replay(prefix, last);
             let mut sealed = Vec::new();
             pils::seal(
                 &ours,

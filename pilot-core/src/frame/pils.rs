@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn seals_the_spec_worked_example_with_counter_one() {
-        let mut send = SendState::with_prefix([1, 2, 3, 4]);
+        let mut send = SendState::with_fixed_prefix_for_replay([1, 2, 3, 4]);
         let mut out = Vec::new();
         let nonce = seal(&key(), &mut send, 1, &syn(), &mut out).unwrap();
         assert_eq!(nonce.counter, 1);
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn seal_appends_after_existing_bytes() {
-        let mut send = SendState::with_prefix([1, 2, 3, 4]);
+        let mut send = SendState::with_fixed_prefix_for_replay([1, 2, 3, 4]);
         let mut out = b"prefix".to_vec();
         seal(&key(), &mut send, 1, &syn(), &mut out).unwrap();
         assert_eq!(&out[..6], b"prefix");
@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn empty_packet_seals_to_a_minimum_length_frame_that_opens() {
-        let mut send = SendState::with_prefix([5; 4]);
+        let mut send = SendState::with_fixed_prefix_for_replay([5; 4]);
         let mut out = Vec::new();
         seal(&key(), &mut send, 9, &[], &mut out).unwrap();
         assert_eq!(out.len(), PILS_MIN_LEN);
@@ -263,13 +263,13 @@ mod tests {
 
     #[test]
     fn exhausted_counter_and_oversized_packet_leave_out_unchanged() {
-        let mut send = SendState::with_prefix_and_counter([0; 4], u64::MAX);
+        let mut send = SendState::with_fixed_prefix_and_counter_for_replay([0; 4], u64::MAX);
         let mut out = b"keep".to_vec();
         assert_eq!(
             seal(&key(), &mut send, 1, &syn(), &mut out),
             Err(PilsError::NonceExhausted)
         );
-        let mut send = SendState::with_prefix([0; 4]);
+        let mut send = SendState::with_fixed_prefix_for_replay([0; 4]);
         let huge = vec![0u8; MAX_SEALED_PACKET_LEN + 1];
         assert_eq!(
             seal(&key(), &mut send, 1, &huge, &mut out),

@@ -637,12 +637,11 @@ impl KeyExchange {
                 let key = derive_session_key(&self.local.tunnel, &pila.x25519_public)
                     .map_err(|_| KexError::NonContributory)?;
                 let peer = peer_entry(&mut self.peers, now, node)?;
-                let fresh = SendState::new(rng);
                 let send = match peer.retired_send.take() {
                     Some((x, counter)) if keys_equal(&x, &pila.x25519_public) => {
-                        SendState::with_prefix_and_counter(fresh.prefix(), counter)
+                        SendState::new_continuing(rng, counter)
                     }
-                    _ => fresh,
+                    _ => SendState::new(rng),
                 };
                 let session = Session {
                     peer_x25519: pila.x25519_public,

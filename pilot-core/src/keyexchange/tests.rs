@@ -119,7 +119,7 @@ fn key_ab() -> SessionKey {
 
 /// A PILS from A carrying `packet`, sealed with prefix `prefix` and counter `counter`.
 fn pils_from_a(packet: &[u8], prefix: [u8; 4], counter: u64) -> Vec<u8> {
-    let mut send = SendState::with_prefix_and_counter(prefix, counter - 1);
+    let mut send = SendState::with_fixed_prefix_and_counter_for_replay(prefix, counter - 1);
     let mut out = Vec::new();
     pils::seal(&key_ab(), &mut send, A, packet, &mut out).unwrap();
     out

@@ -73,7 +73,16 @@ pub enum EpochVerdict {
 /// Holds the newest epoch, up to [`RETAINED_RECV_EPOCHS`] older ones in least-recently-used
 /// order, and the prefixes of retired epochs. Only [`AuthenticatedNonce`]s reach it, so a
 /// forged frame can neither begin an epoch nor move a window (spec §5.2).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Deliberately not `Clone`: a copy taken before a frame and restored after it would accept
+/// that frame again.
+///
+/// ```compile_fail
+/// // Receive epochs cannot be snapshotted.
+/// let epochs = pilot_core::replay::ReceiveEpochs::new();
+/// let _snapshot = epochs.clone();
+/// ```
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct ReceiveEpochs {
     newest: Option<Epoch>,
     /// Retained older epochs, least recently used first.
@@ -195,6 +204,20 @@ impl ReceiveEpochs {
     /// Epochs begun in this session (at most [`MAX_RECV_EPOCHS`]).
     pub fn begun_count(&self) -> usize {
         self.begun
+    }
+}
+
+/// Test-only copy, to compare state before and after a call. The type is deliberately not
+/// `Clone`: outside tests a snapshot could be restored to accept a frame twice.
+#[cfg(test)]
+impl ReceiveEpochs {
+    pub(crate) fn snapshot(&self) -> Self {
+        Self {
+            newest: self.newest.clone(),
+            older: self.older.clone(),
+            retired: self.retired.clone(),
+            begun: self.begun,
+        }
     }
 }
 
@@ -343,7 +366,7 @@ mod tests {
         assert_eq!(epochs.begun_count(), MAX_RECV_EPOCHS);
         assert_eq!(epochs.retired_count(), RETIRED_RECV_EPOCHS_MAX);
 
-        let before = epochs.clone();
+        let before = epochs.snapshot();
         assert_eq!(
             epochs.judge(n(prefix(MAX_RECV_EPOCHS), 1), at(2)),
             EpochVerdict::Exhausted

@@ -10,8 +10,15 @@
 //! An engine keeps one [`ReceiveState`] per installed session and makes one of two calls per
 //! received PILS frame: [`ReceiveState::on_authenticated`] when the AEAD open succeeded (the
 //! PILS decoder hands it an [`AuthenticatedNonce`]), [`ReceiveState::on_auth_failure`] when it
-//! failed. Authentication comes first (spec §5.2, V-NEW): nothing unauthenticated ever reaches
-//! a window, which is what the types enforce.
+//! failed. Authentication comes first (spec §5.2, V-NEW).
+//!
+//! What the types enforce, precisely: [`ReceiveState`] and [`ReceiveEpochs`] move only on an
+//! [`AuthenticatedNonce`], which only the PILS open path can create, so through them nothing
+//! unauthenticated reaches a window. Neither is `Clone`, so their state cannot be snapshotted
+//! and restored to accept a frame twice. [`ReplayWindow`] is the raw §5.1 building block: it
+//! takes plain counters and trusts its caller to feed only authenticated ones (it stays
+//! public, and `Clone`, for tests and the conformance runner, which drive it directly).
+//! Nothing binds a nonce to the session key it was opened with; see [`AuthenticatedNonce`].
 //!
 //! Deliberate differences from the Go reference, each pinned by a test:
 //! * counter 0 is rejected ([`Reject::ZeroCounter`]) instead of being accepted as "first"
@@ -48,6 +55,12 @@ pub use window::{Accept, Reject, ReplayWindow, Verdict, REPLAY_WINDOW_COUNTERS};
 ///
 /// Only the PILS open path in this crate can create one, so replay state can only ever be
 /// moved by authenticated frames (spec §5.2: authenticate before the window).
+///
+/// It is not bound to the session key that authenticated it: it proves the frame opened
+/// under *some* key, not under the key of the session whose [`ReceiveState`] it is fed to.
+/// Feeding one session's nonce to another session's state is a caller bug; an engine keeps
+/// each session's key and receive state together and feeds the nonce straight from that
+/// key's open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AuthenticatedNonce {
     prefix: [u8; 4],

@@ -53,6 +53,15 @@ impl RecvVerdict {
 /// from installation while no frame has authenticated yet: a peer that just began an epoch
 /// gets the same grace as a freshly installed session.
 ///
+/// Deliberately not `Clone` (like [`SendState`](crate::crypto::SendState)): a copy taken
+/// before a frame and restored after it would accept that frame again.
+///
+/// ```compile_fail
+/// // Replay state cannot be snapshotted.
+/// let state = pilot_core::replay::ReceiveState::new(pilot_core::time::Instant::ZERO);
+/// let _snapshot = state.clone();
+/// ```
+///
 /// ```
 /// use pilot_core::replay::{GateVerdict, ReceiveState};
 /// use pilot_core::time::Instant;
@@ -62,7 +71,7 @@ impl RecvVerdict {
 /// assert_eq!(state.on_auth_failure(Instant::from_millis(10)), GateVerdict::Keep);
 /// assert_eq!(state.faults().decrypt_fail_count(), 1);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct ReceiveState {
     installed_at: Instant,
     epochs: ReceiveEpochs,
@@ -191,7 +200,7 @@ mod tests {
     #[test]
     fn forged_high_counter_does_not_move_window() {
         let mut state = running();
-        let before = state.epochs().clone();
+        let before = state.epochs().snapshot();
         // The frame with counter 2^63 failed AEAD: only the failure path is called.
         assert_eq!(state.on_auth_failure(at(1)), GateVerdict::Keep);
         assert_eq!(state.epochs(), &before);
@@ -452,7 +461,7 @@ mod props {
                 match op {
                     Op::Wait { millis } => now = now + Duration::from_millis(millis),
                     Op::AuthFailure => {
-                        let before = state.epochs().clone();
+                        let before = state.epochs().snapshot();
                         let _gate = state.on_auth_failure(now);
                         prop_assert_eq!(state.epochs(), &before);
                     }

@@ -72,8 +72,10 @@ impl std::error::Error for Reject {}
 /// Replay window of one send epoch: the highest accepted counter and a 256-bit bitmap of the
 /// counters accepted below it, indexed by `counter mod 256` (spec §5.1).
 ///
-/// Feed it only counters of frames that authenticated (spec §5.2); [`ReceiveState`] does that
-/// for an engine. Asking ([`check`]) and recording ([`check_and_record`]) are separate so a
+/// The raw building block: it takes plain counters and trusts its caller to feed only those
+/// of frames that authenticated (spec §5.2), and being `Clone` it can be copied and restored.
+/// An engine uses [`ReceiveState`] instead, which takes only authenticated nonces and cannot
+/// be copied. Asking ([`check`]) and recording ([`check_and_record`]) are separate so a
 /// caller can ask without moving the window.
 ///
 /// [`ReceiveState`]: super::ReceiveState

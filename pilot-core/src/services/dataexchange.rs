@@ -362,7 +362,7 @@ impl FrameDecoder {
         }
     }
 
-    /// Appends bytes received on the stream.
+    /// Appends bytes received on the stream; dropped once a terminal error was returned.
     pub fn feed(&mut self, data: &[u8]) {
         self.inner.feed(data);
     }
@@ -372,7 +372,8 @@ impl FrameDecoder {
         self.inner.next(parse)
     }
 
-    /// Bytes fed and not yet returned as frames.
+    /// Bytes held and not yet returned as frames (none after a `feed` that followed a
+    /// terminal error).
     pub fn pending_len(&self) -> usize {
         self.inner.pending().len()
     }
@@ -507,6 +508,21 @@ mod tests {
             Err(DataExchangeError::FrameTooLarge { len: 16_777_217 })
         );
         assert!(decoder.finish().is_err());
+    }
+
+    #[test]
+    fn input_fed_after_a_terminal_error_is_dropped() {
+        let mut decoder = FrameDecoder::new();
+        decoder.feed(&[0, 0, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF]);
+        let error = DataExchangeError::FrameTooLarge { len: 0xFFFF_FFFF };
+        assert_eq!(decoder.next_frame(), Err(error));
+        for _ in 0..8 {
+            decoder.feed(&[0; 4096]);
+        }
+        assert_eq!(decoder.pending_len(), 0);
+        assert_eq!(decoder.inner.bytes.capacity(), 0);
+        assert_eq!(decoder.next_frame(), Err(error));
+        assert_eq!(decoder.finish(), Err(error));
     }
 
     #[test]

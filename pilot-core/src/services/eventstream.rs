@@ -195,7 +195,7 @@ impl EventDecoder {
         }
     }
 
-    /// Appends bytes received on the stream.
+    /// Appends bytes received on the stream; dropped once a terminal error was returned.
     pub fn feed(&mut self, data: &[u8]) {
         self.inner.feed(data);
     }
@@ -205,7 +205,8 @@ impl EventDecoder {
         self.inner.next(parse)
     }
 
-    /// Bytes fed and not yet returned as events.
+    /// Bytes held and not yet returned as events (none after a `feed` that followed a
+    /// terminal error).
     pub fn pending_len(&self) -> usize {
         self.inner.pending().len()
     }
@@ -254,6 +255,21 @@ mod tests {
             decoder.next_event(),
             Err(EventStreamError::TopicTooLong { len: 1025 })
         );
+    }
+
+    #[test]
+    fn input_fed_after_a_terminal_error_is_dropped() {
+        let mut decoder = EventDecoder::new();
+        decoder.feed(&[0xFF, 0xFF]);
+        let error = EventStreamError::TopicTooLong { len: 0xFFFF };
+        assert_eq!(decoder.next_event(), Err(error));
+        for _ in 0..8 {
+            decoder.feed(&[0; 4096]);
+        }
+        assert_eq!(decoder.pending_len(), 0);
+        assert_eq!(decoder.inner.bytes.capacity(), 0);
+        assert_eq!(decoder.next_event(), Err(error));
+        assert_eq!(decoder.finish(), Err(error));
     }
 
     #[test]

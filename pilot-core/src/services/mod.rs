@@ -16,7 +16,9 @@
 //! * A declared length over the limit is rejected as soon as its length field has arrived,
 //!   before any of the body is buffered or allocated for.
 //! * Errors are terminal: once an error is returned, every later call returns it again and
-//!   the connection should be closed.
+//!   the connection should be closed. Later `feed`s are dropped (the first one also releases
+//!   the buffer), so a peer that keeps sending after the error cannot grow the decoder's
+//!   memory.
 //! * `finish` tells, at end of stream, whether the stream stopped inside a frame.
 
 use alloc::vec::Vec;
@@ -70,6 +72,14 @@ impl<E: Copy> Incremental<E> {
     }
 
     fn feed(&mut self, data: &[u8]) {
+        // After a terminal error nothing more will be parsed: keeping the bytes would only let
+        // the peer grow memory without bound.
+        if self.failed.is_some() {
+            self.bytes = Vec::new();
+            self.consumed = 0;
+            self.lent = 0;
+            return;
+        }
         self.release_lent();
         // Compact before growing so memory tracks the unread bytes, not the stream's history.
         if self.consumed == self.bytes.len() {
@@ -110,6 +120,7 @@ impl<E: Copy> Incremental<E> {
             }
             Ok(Step::Incomplete { .. }) => Ok(None),
             Err(error) => {
+                // The buffer is released by the next `feed`: `parse` borrows it for `'a`.
                 self.failed = Some(error);
                 Err(error)
             }
