@@ -3,7 +3,13 @@
 //! CPU: key exchange, sealing, opening, stream processing and the simulator itself) and a
 //! full first contact (PILA both ways, registry lookups, session install). Also prints the
 //! per-peer and per-connection state sizes.
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 #[path = "../tests/sim/mod.rs"]
 mod sim;

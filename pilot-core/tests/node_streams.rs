@@ -2,7 +2,8 @@
 //!
 //! The 10 MiB lossy transfer runs once per seed; the number of seeds is `NODE_SIM_SEEDS`,
 //! by default 100 in release builds and 2 in debug builds (so `cargo test` in debug stays
-//! around a minute). Seeds are 1..=N; a failing seed replays exactly.
+//! around a minute), starting at `NODE_SIM_FIRST_SEED` (default 1); a failing seed replays
+//! exactly. Release: `NODE_SIM_SEEDS=100 cargo test --release -p pilot-core --test node_streams`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -57,7 +58,23 @@ fn transfer(sim: &mut Sim, from: u32, to: u32, data: &[u8], limit: Duration) -> 
             .get(before)
             .is_some_and(|c| s.nodes[&to].eof.contains(c))
     });
-    assert!(done, "transfer {from:#x} -> {to:#x} did not finish");
+    assert!(
+        done,
+        "transfer {from:#x} -> {to:#x} did not finish at {:?}; receiver events: {:?}; sender events: {:?}",
+        sim.now,
+        sim.events(to)
+            .iter()
+            .zip(&sim.nodes[&to].event_times)
+            .filter(|(e, _)| !matches!(e, Event::StreamReadable(_)))
+            .map(|(e, t)| (t.as_micros() / 1000, e))
+            .collect::<Vec<_>>(),
+        sim.events(from)
+            .iter()
+            .zip(&sim.nodes[&from].event_times)
+            .filter(|(e, _)| !matches!(e, Event::StreamWritable(_)))
+            .map(|(e, t)| (t.as_micros() / 1000, e))
+            .collect::<Vec<_>>()
+    );
     let conn = accepted(sim, to)[before];
     sim.nodes[&to].sinks.get(&conn).cloned().unwrap_or_default()
 }
@@ -265,17 +282,73 @@ fn seeds() -> u64 {
         .unwrap_or(default)
 }
 
+/// The link of the 10 MiB scenario: [`Link::lossy`] on the data path (10 % loss, 5 %
+/// duplication, 10 % reordering), and the same with 2 % loss on the ACK path.
+///
+/// Why not 10 % both ways: a segment whose ACK can only come from its own retransmission
+/// (the tail of a flight) needs data and ACK to survive, 0.81 per try; spec §8.7 allows 8
+/// transmissions, so about one such segment in 10^6 exhausts them, and with 10 % both ways
+/// about 2 % of 10 MiB transfers end in a timeout RST (seeds 26 and 92 of 1..=100 do). That
+/// is the protocol's limit, not corruption; `symmetric_loss_never_corrupts_a_stream` pins
+/// that such a run delivers a correct prefix and a reset, never wrong bytes.
+fn transfer_links(sim: &mut Sim) {
+    sim.set_links(A, B, Link::lossy());
+    sim.link(B, A).loss = 0.02;
+}
+
+fn first_seed() -> u64 {
+    std::env::var("NODE_SIM_FIRST_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 #[test]
 fn ten_mib_over_loss_reordering_and_duplication_arrives_intact() {
     let data = random_bytes(0x10, 10 * 1024 * 1024);
     let want = sha256(&data);
-    for seed in 1..=seeds() {
+    for seed in first_seed()..first_seed() + seeds() {
         let mut sim = pair(seed);
-        sim.set_links(A, B, Link::lossy());
+        transfer_links(&mut sim);
         sim.introduce(A, B);
         let got = transfer(&mut sim, A, B, &data, Duration::from_secs(3_600));
         assert_eq!(got.len(), data.len(), "seed {seed}");
         assert_eq!(sha256(&got), want, "seed {seed}");
+        let stats = sim.node(A).stats();
+        assert_eq!(stats.packets_dropped_in, 0, "seed {seed}");
+    }
+}
+
+#[test]
+fn symmetric_loss_never_corrupts_a_stream() {
+    // Seed 26 with 10 % loss both ways is a run that ends in a timeout RST (see above).
+    let data = random_bytes(0x10, 10 * 1024 * 1024);
+    for seed in [26, first_seed()] {
+        let mut sim = pair(seed);
+        sim.set_links(A, B, Link::lossy());
+        sim.introduce(A, B);
+        let conn = sim.with(A, |n, now| n.dial(now, addr(B), PORT)).unwrap();
+        sim.queue_write(A, conn, data.clone(), true);
+        let ended = sim.run_until(Duration::from_secs(3_600), |s| {
+            s.saw(A, |e| *e == Event::StreamClosed(conn))
+        });
+        assert!(ended, "seed {seed}");
+        let got: Vec<u8> = sim.nodes[&B].sinks.values().flatten().copied().collect();
+        assert!(
+            data.starts_with(&got),
+            "seed {seed}: received bytes are a prefix"
+        );
+        let intact = got.len() == data.len();
+        let timed_out = sim.saw(A, |e| {
+            *e == Event::StreamReset {
+                conn,
+                timed_out: true,
+            }
+        });
+        assert!(intact != timed_out, "seed {seed}: intact xor timed out");
+        if seed == 26 {
+            assert!(timed_out, "seed 26 is the known give-up run");
+        }
     }
 }
 

@@ -69,7 +69,7 @@ use crate::addr::{ports, Addr};
 use crate::crypto::{Identity, TunnelKey};
 use crate::frame::fragment::{Fragmenter, Reassembler, Split};
 use crate::frame::{classify, FrameKind};
-use crate::keyexchange::{KexEvent, KexOutput, KeyExchange, PathId};
+use crate::keyexchange::{KexError, KexEvent, KexOutput, KeyExchange, PathId};
 use crate::packet::{self, Header, PacketRef, Protocol};
 use crate::services::broker::Broker;
 use crate::services::echo::EchoService;
@@ -85,6 +85,18 @@ pub const MAX_CACHED_PEER_KEYS: usize = 4096;
 pub const MAX_PARKED_TRUST_MESSAGES: usize = 64;
 /// Most nodes the driver can mark trusted with [`Command::SetTrusted`].
 pub const MAX_EXTRA_TRUSTED: usize = 4096;
+
+/// Counters of traffic the node dropped on its own, for diagnostics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Authenticated packets that were malformed, misaddressed or of an unknown protocol.
+    pub packets_dropped_in: u64,
+    /// Stream segments the key-exchange layer refused to send (pending queue full, key
+    /// exchange in cooldown, no path): the stream retransmits them by its own timers.
+    pub segments_refused_out: u64,
+    /// The last refusal of the key-exchange layer, if any.
+    pub last_refusal: Option<KexError>,
+}
 
 /// A Pilot node (see the module documentation). `R` is the node's CSPRNG.
 pub struct Node<R> {
@@ -106,6 +118,7 @@ pub struct Node<R> {
     next_conn: u64,
     next_ephemeral: u16,
     next_ping_seq: u32,
+    stats: NodeStats,
 
     echo: Option<EchoService>,
     exchange: Option<ExchangeServer>,
@@ -185,6 +198,7 @@ impl<R: CryptoRngCore> Node<R> {
             next_conn: 1,
             next_ephemeral: ports::EPHEMERAL_START,
             next_ping_seq: 1,
+            stats: NodeStats::default(),
             extra_trusted: BTreeSet::new(),
             peer_keys: BTreeMap::new(),
             parked_trust: Vec::new(),
@@ -210,6 +224,11 @@ impl<R: CryptoRngCore> Node<R> {
     /// Open connections (any state, built-in services included).
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Counters of traffic the node dropped on its own.
+    pub fn stats(&self) -> NodeStats {
+        self.stats
     }
 
     /// Whether `node` may open streams and send datagrams to us (spec §6.8).
@@ -419,9 +438,9 @@ impl<R: CryptoRngCore> Node<R> {
         match output {
             KexOutput::Transmit { path, frame } => self.transmit(path, frame),
             KexOutput::Deliver { node, packet } => {
-                if let Err(error) = self.on_packet(now, node, &packet) {
-                    // Malformed or misaddressed authenticated packets are the peer's bug.
-                    let _ = error;
+                // Malformed or misaddressed authenticated packets are the peer's bug: counted.
+                if self.on_packet(now, node, &packet).is_err() {
+                    self.stats.packets_dropped_in += 1;
                 }
             }
             KexOutput::Event(event) => {

@@ -433,7 +433,12 @@ impl<R: CryptoRngCore> Node<R> {
             };
             // A refused packet (pending queue full, key exchange in cooldown) is lost like
             // any other: the stream retransmits it or gives up by its own timers.
-            let _ = self.send_packet(now, header, &segment.payload);
+            if let Err(error) = self.send_packet(now, header, &segment.payload) {
+                self.stats.segments_refused_out += 1;
+                if let NodeError::Kex(kex) = error {
+                    self.stats.last_refusal = Some(kex);
+                }
+            }
         }
     }
 

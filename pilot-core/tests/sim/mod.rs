@@ -105,6 +105,8 @@ pub struct SimNode {
     pub seed: [u8; 32],
     /// Every event the node produced, in order.
     pub events: Vec<Event>,
+    /// When each event of `events` came out.
+    pub event_times: Vec<Instant>,
     /// Errors returned for frames (forged, replayed, …), in order.
     pub frame_errors: Vec<NodeError>,
     pub sources: BTreeMap<ConnectionId, Source>,
@@ -127,6 +129,8 @@ pub struct Sim {
     /// Record every transmitted frame in `wire` (for replay and inspection).
     pub capture: bool,
     pub wire: Vec<(u32, u32, Vec<u8>)>,
+    /// With `capture`: (from, to, length) of every frame delivered, after the link.
+    pub delivered: Vec<(u32, u32, usize)>,
     queue: BinaryHeap<Queued>,
     sequence: u64,
     rng: ChaCha20Rng,
@@ -173,6 +177,7 @@ impl Sim {
             registry: BTreeMap::new(),
             capture: false,
             wire: Vec::new(),
+            delivered: Vec::new(),
             queue: BinaryHeap::new(),
             sequence: 0,
             rng: ChaCha20Rng::seed_from_u64(seed),
@@ -208,6 +213,7 @@ impl Sim {
                 node,
                 seed,
                 events: Vec::new(),
+                event_times: Vec::new(),
                 frame_errors: Vec::new(),
                 sources: BTreeMap::new(),
                 sinks: BTreeMap::new(),
@@ -346,6 +352,7 @@ impl Sim {
                             _ => {}
                         }
                         sim_node.events.push(event);
+                        sim_node.event_times.push(now);
                     }
                 }
             }
@@ -438,6 +445,9 @@ impl Sim {
                 break;
             }
             let Reverse((_, _, to, from, bytes)) = self.queue.pop().unwrap();
+            if self.capture {
+                self.delivered.push((from, to, bytes.len()));
+            }
             let Some(sim_node) = self.nodes.get_mut(&to) else {
                 continue;
             };
