@@ -63,6 +63,8 @@ pub enum NodeError {
         /// The node the message claims.
         message: u32,
     },
+    /// The driver's trust set ([`MAX_EXTRA_TRUSTED`](super::MAX_EXTRA_TRUSTED)) is full.
+    TrustSetFull,
     /// Too many received trust messages wait for their sender's registry key.
     TooManyParkedTrustMessages,
     /// Data exchange client: framing or reply mismatch.
@@ -100,6 +102,7 @@ impl fmt::Display for NodeError {
                 f,
                 "trust message names node {message} but came from node {stream}"
             ),
+            NodeError::TrustSetFull => f.write_str("driver trust set full"),
             NodeError::TooManyParkedTrustMessages => {
                 f.write_str("too many trust messages wait for a registry key")
             }

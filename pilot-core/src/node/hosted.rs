@@ -104,7 +104,7 @@ impl<R: CryptoRngCore> Node<R> {
                 break;
             }
             match conn.stream.read_chunk(max) {
-                Ok(Some(data)) => self.feed_owner(now, id, &data),
+                Ok(Some(data)) => self.feed_owner(id, &data),
                 Ok(None) => {
                     self.on_owner_eof(now, id);
                     break;
@@ -122,6 +122,8 @@ impl<R: CryptoRngCore> Node<R> {
             return;
         }
         match self.conns.get(&id).map(|c| &c.owner) {
+            // `written` fails only for a connection the service does not know; this one it
+            // opened, so there is nothing to handle.
             Some(Owner::Service(Listener::Echo)) => {
                 if let Some(s) = self.echo.as_mut() {
                     let _ = s.written(cid(id), moved);
@@ -136,7 +138,7 @@ impl<R: CryptoRngCore> Node<R> {
         }
     }
 
-    fn feed_owner(&mut self, now: Instant, id: ConnectionId, data: &[u8]) {
+    fn feed_owner(&mut self, id: ConnectionId, data: &[u8]) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -216,7 +218,6 @@ impl<R: CryptoRngCore> Node<R> {
             }
             Owner::SendAndClose => {}
         }
-        let _ = now;
     }
 
     fn apply_exchange(&mut self, id: ConnectionId, from: Addr, outputs: Vec<ExchangeOutput>) {

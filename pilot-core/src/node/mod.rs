@@ -36,6 +36,11 @@
 //! services and the client helpers riding on streams), and this file (frames in, packets
 //! out, datagrams and control, timers).
 //!
+//! Streams: [`Node::dial`] or a listened port gives a [`ConnectionId`]; data is written
+//! with [`Node::write`] (partial counts, `WouldBlock` when full, then
+//! [`Event::StreamWritable`]) and read with [`Node::read`] after [`Event::StreamReadable`].
+//! A closed connection stays readable until its buffered data is read.
+//!
 //! Choices:
 //! * The driver strips beacon relay envelopes ([`Input::Frame::relay_sender`]); PILF
 //!   fragments are reassembled here, keyed by path.
@@ -48,13 +53,17 @@
 //!   [`Event::RegistryRequest`] go out, [`Input::PeerKey`] and [`Command::TrustInbox`] come in.
 //!
 //! Limitations: no SYN rate limits per source (spec §8.3) and no port policy beyond
-//! listening; datagram broadcast expansion is the driver's (it needs `list_nodes`).
+//! listening; datagram broadcast expansion is the driver's (it needs `list_nodes`); timers
+//! are found by a linear scan of the connections on every input (fine for the thousands the
+//! limits allow, not for more); trust messages go to peers in our own network.
 
 mod config;
 mod error;
 mod hosted;
 mod io;
 mod streams;
+#[cfg(test)]
+mod tests;
 
 pub use config::*;
 pub use error::NodeError;
@@ -349,7 +358,7 @@ impl<R: CryptoRngCore> Node<R> {
             return Ok(());
         }
         if self.extra_trusted.len() >= MAX_EXTRA_TRUSTED && !self.extra_trusted.contains(&node) {
-            return Err(NodeError::TooManyConnections);
+            return Err(NodeError::TrustSetFull);
         }
         self.extra_trusted.insert(node);
         Ok(())

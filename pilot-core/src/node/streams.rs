@@ -146,8 +146,8 @@ impl<R: CryptoRngCore> Node<R> {
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.accepted = true;
         }
-        if let Err(refused) = self.open_service(id, listener) {
-            let _ = refused;
+        // A service at its own connection cap refuses: RST, as for the node's limits.
+        if self.open_service(id, listener).is_err() {
             if let Some(conn) = self.conns.get_mut(&id) {
                 conn.stream.abort();
             }
