@@ -402,3 +402,32 @@ fn mtu_below_frame_size_blocks_streams_but_pilf_fragments_pass() {
     );
     let _ = path(A);
 }
+
+#[test]
+fn syn_beyond_the_per_port_limit_is_reset_and_the_first_stream_lives_on() {
+    let mut sim = Sim::new(14);
+    sim.add_node(A, public_config());
+    sim.add_node(
+        B,
+        NodeConfig {
+            max_connections_per_port: 1,
+            ..public_config()
+        },
+    );
+    sim.with(B, |n, _| n.listen(PORT)).unwrap();
+    sim.introduce(A, B);
+    let first = sim.with(A, |n, now| n.dial(now, addr(B), PORT)).unwrap();
+    assert!(sim.run_until(Duration::from_secs(10), |s| s
+        .saw(A, |e| *e == Event::StreamOpened(first))));
+    let second = sim.with(A, |n, now| n.dial(now, addr(B), PORT)).unwrap();
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.saw(A, |e| *e
+        == Event::StreamReset {
+            conn: second,
+            timed_out: false
+        })));
+    sim.queue_write(A, first, b"still here".to_vec(), true);
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.nodes[&B]
+        .sinks
+        .values()
+        .any(|d| d == b"still here")));
+}
