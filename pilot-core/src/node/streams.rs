@@ -64,6 +64,9 @@ pub(super) struct Conn {
     pub(super) app_done: bool,
     /// We answered the SYN (reported as `StreamAccepted`, not `StreamOpened`).
     pub(super) accepted: bool,
+    /// The application has heard of this connection (dialled it, or saw it accepted): an
+    /// accepted stream that dies in its handshake produces no events.
+    pub(super) announced: bool,
 }
 
 impl Conn {
@@ -145,6 +148,7 @@ impl<R: CryptoRngCore> Node<R> {
         );
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.accepted = true;
+            conn.announced = false;
         }
         // A service at its own connection cap refuses: RST, as for the node's limits.
         if self.open_service(id, listener).is_err() {
@@ -196,6 +200,7 @@ impl<R: CryptoRngCore> Node<R> {
             close_when_flushed: false,
             app_done: false,
             accepted: false,
+            announced: true,
         };
         self.index.insert(conn.key(), id);
         self.conns.insert(id, conn);
@@ -383,9 +388,15 @@ impl<R: CryptoRngCore> Node<R> {
     }
 
     fn report_app_event(&mut self, id: ConnectionId, event: StreamEvent) {
-        let Some(conn) = self.conns.get(&id) else {
+        let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        if event == StreamEvent::Connected {
+            conn.announced = true;
+        }
+        if !conn.announced {
+            return;
+        }
         let event = match event {
             StreamEvent::Connected if conn.accepted => Event::StreamAccepted {
                 conn: id,
@@ -447,8 +458,10 @@ impl<R: CryptoRngCore> Node<R> {
         let Some(conn) = self.conns.get(&id) else {
             return;
         };
-        let unread =
-            matches!(conn.owner, Owner::App) && !conn.app_done && conn.stream.readable_bytes() > 0;
+        let unread = matches!(conn.owner, Owner::App)
+            && conn.announced
+            && !conn.app_done
+            && conn.stream.readable_bytes() > 0;
         if !conn.stream.is_closed() || unread {
             return;
         }
