@@ -171,6 +171,83 @@ proptest! {
     }
 }
 
+/// Seals `header` (empty payload) from the posing peer and hands it to the node; returns
+/// the packets the node answered with, opened by the peer.
+fn exchange(
+    peer: &mut KeyExchange,
+    node: &mut Node<ChaCha20Rng>,
+    rng: &mut ChaCha20Rng,
+    now: Instant,
+    header: Header,
+) -> Vec<Vec<u8>> {
+    let mut bytes = Vec::new();
+    PacketRef::new(header, &[]).encode(&mut bytes).unwrap();
+    peer.send_packet(now, NODE, &bytes).unwrap();
+    while let Some(out) = peer.poll_output() {
+        if let KexOutput::Transmit { frame, .. } = out {
+            let path = PathId(u64::from(PEER));
+            let input = Input::Frame {
+                path,
+                bytes: frame,
+                relay_sender: None,
+            };
+            node.handle_input(now, input).unwrap();
+        }
+    }
+    let mut answers = Vec::new();
+    while let Some(out) = node.poll_output() {
+        match out {
+            Output::Transmit { bytes, .. } => {
+                let _ = peer.handle_frame(now, PathId(u64::from(NODE)), &bytes, rng);
+            }
+            Output::Timeout(_) => break,
+            Output::Event(_) => {}
+        }
+    }
+    while let Some(out) = peer.poll_output() {
+        if let KexOutput::Deliver { packet, .. } = out {
+            answers.push(packet);
+        }
+    }
+    answers
+}
+
+#[test]
+fn duplicate_syn_is_answered_with_the_original_syn_ack_again() {
+    let (mut peer, mut node, mut rng) = connected();
+    let syn = Header {
+        flags: Flags::SYN,
+        protocol: Protocol::Stream,
+        src: Addr::new(NETWORK, PEER),
+        dst: Addr::new(NETWORK, NODE),
+        src_port: 50_000,
+        dst_port: 7,
+        seq: 0,
+        ack: 0,
+        window: 512,
+    };
+    // The second SYN comes before the 250 ms SYN-ACK retransmission timer (spec §8.3).
+    for at in [20, 100] {
+        let answers = exchange(
+            &mut peer,
+            &mut node,
+            &mut rng,
+            Instant::from_millis(at),
+            syn,
+        );
+        assert_eq!(answers.len(), 1, "one SYN-ACK per SYN");
+        let answer = PacketRef::decode(&answers[0]).unwrap().header;
+        assert_eq!(answer.flags, Flags::SYN | Flags::ACK);
+        assert_eq!((answer.seq, answer.ack), (0, 1));
+        assert_eq!((answer.src_port, answer.dst_port), (7, 50_000));
+    }
+    assert_eq!(
+        node.connection_count(),
+        1,
+        "the duplicate SYN made no second connection"
+    );
+}
+
 #[test]
 fn the_authenticated_harness_reaches_the_node() {
     // Guards the property above: a SYN sealed by the posing peer opens a connection.
