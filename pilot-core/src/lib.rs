@@ -18,6 +18,7 @@
 //! | [`services`] | §10 | echo, data exchange (1001), event stream (1002), trust (444): codecs and state machines |
 //! | [`registry`] | §9.1–§9.5 | registry framing, JSON requests/responses, signed challenges |
 //! | [`trust`] | §9.6 | port-444 trust handshake messages, receiver checks, replay cache |
+//! | [`node`] | §6.8, §7, §8, §10 | the sans-IO node: frames in and out, streams, datagrams, pings, hosted services |
 //! | [`time`] | | the driver's clock as seen by the engine |
 //!
 //! Imports point downward only: `services` and `replay` know nothing of each other, `frame`
@@ -37,6 +38,7 @@ pub mod addr;
 pub mod crypto;
 pub mod frame;
 pub mod keyexchange;
+pub mod node;
 pub mod packet;
 pub mod registry;
 pub mod replay;
