@@ -20,8 +20,16 @@ pub const REPLAY_DROP_COUNT: u32 = 5;
 /// old (spec §5.3; older releases used 30 events and 3 s).
 pub const WINDOW_FAULT_MIN_AGE: Duration = Duration::from_secs(1);
 
-/// From this epoch age on, the first outside-window or replay rejection drops the session
-/// ("aged fast drop", spec §5.3).
+/// From this epoch age on, the first outside-window rejection drops the session ("aged fast
+/// drop", spec §5.3).
+///
+/// V-NEW applies the same rule to replays; we do not. An in-window duplicate of an
+/// authenticated frame is what a network that duplicates datagrams produces, so on a session
+/// older than a minute every duplicate would tear the session down and lose the frames in
+/// flight. With receive epochs (spec §5.4) a peer that restarts its counter does so under a
+/// new prefix, so replays cannot wedge a session; a real fault still trips the count gate
+/// (five consecutive replays with nothing accepted in between). Replay state is receiver-local
+/// (spec §5 preamble), so this leniency is invisible to the peer.
 pub const AGED_FAST_DROP_AGE: Duration = Duration::from_secs(60);
 
 /// Why a drop gate fired.
@@ -64,8 +72,8 @@ pub fn decrypt_gate_fires(count: u32, age: Duration) -> bool {
     count >= DECRYPT_FAIL_DROP_COUNT && age >= DECRYPT_FAIL_MIN_AGE
 }
 
-/// The outside-window or replay drop gate: `count` consecutive rejections of one kind at
-/// drop-gate age `age`, with `threshold` that kind's count.
+/// The outside-window drop gate: `count` consecutive rejections at drop-gate age `age`, with
+/// `threshold` the count that fires it before the epoch is aged.
 pub fn window_gate_fires(count: u32, threshold: u32, age: Duration) -> bool {
     if age >= AGED_FAST_DROP_AGE {
         // spec §5.3: on an aged epoch a genuine peer never falls behind its own window, so
@@ -73,6 +81,12 @@ pub fn window_gate_fires(count: u32, threshold: u32, age: Duration) -> bool {
         return count >= 1;
     }
     count >= threshold && age >= WINDOW_FAULT_MIN_AGE
+}
+
+/// The replay drop gate: `count` consecutive in-window duplicates at drop-gate age `age`.
+/// Unlike [`window_gate_fires`] it has no aged fast drop (see [`AGED_FAST_DROP_AGE`]).
+pub fn replay_gate_fires(count: u32, age: Duration) -> bool {
+    count >= REPLAY_DROP_COUNT && age >= WINDOW_FAULT_MIN_AGE
 }
 
 /// The three consecutive-fault counters of one session (spec §5.3).
@@ -123,10 +137,11 @@ impl FaultCounters {
         }
     }
 
-    /// Counts a replay rejection in the newest epoch and asks its gate.
+    /// Counts a replay rejection in the newest epoch and asks its gate: count and grace only,
+    /// never the aged fast drop (see [`AGED_FAST_DROP_AGE`]).
     pub(crate) fn on_replay(&mut self, age: Duration) -> GateVerdict {
         self.replay = self.replay.saturating_add(1);
-        if window_gate_fires(self.replay, REPLAY_DROP_COUNT, age) {
+        if replay_gate_fires(self.replay, age) {
             GateVerdict::Drop(DropReason::Replay)
         } else {
             GateVerdict::Keep
@@ -193,6 +208,20 @@ mod tests {
             OUTSIDE_WINDOW_DROP_COUNT,
             AGED_FAST_DROP_AGE
         ));
+    }
+
+    #[test]
+    fn network_duplicate_on_aged_session_does_not_drop_it() {
+        let mut faults = FaultCounters::default();
+        let aged = AGED_FAST_DROP_AGE * 2;
+        for _ in 1..REPLAY_DROP_COUNT {
+            assert_eq!(faults.on_replay(aged), GateVerdict::Keep);
+        }
+        assert_eq!(
+            faults.on_replay(aged),
+            GateVerdict::Drop(DropReason::Replay),
+            "five consecutive replays still drop the session"
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@
 //! * Retired prefixes are never forgotten; the set is bounded by [`MAX_RECV_EPOCHS`] (at most
 //!   59 entries) because only begun epochs can be evicted.
 //! * Rejections of counter 0, of stale epochs and of retired epochs feed no drop gate.
+//! * The replay gate has no aged fast drop (V-NEW drops an aged session on its first replay):
+//!   networks duplicate datagrams, and with epochs a replay cannot wedge a session; see
+//!   [`AGED_FAST_DROP_AGE`].
 
 mod epochs;
 mod gates;
@@ -44,9 +47,9 @@ mod window;
 
 pub use epochs::{EpochVerdict, ReceiveEpochs, MAX_RECV_EPOCHS, RETAINED_RECV_EPOCHS};
 pub use gates::{
-    decrypt_gate_fires, window_gate_fires, DropReason, FaultCounters, GateVerdict,
-    AGED_FAST_DROP_AGE, DECRYPT_FAIL_DROP_COUNT, DECRYPT_FAIL_MIN_AGE, OUTSIDE_WINDOW_DROP_COUNT,
-    REPLAY_DROP_COUNT, WINDOW_FAULT_MIN_AGE,
+    decrypt_gate_fires, replay_gate_fires, window_gate_fires, DropReason, FaultCounters,
+    GateVerdict, AGED_FAST_DROP_AGE, DECRYPT_FAIL_DROP_COUNT, DECRYPT_FAIL_MIN_AGE,
+    OUTSIDE_WINDOW_DROP_COUNT, REPLAY_DROP_COUNT, WINDOW_FAULT_MIN_AGE,
 };
 pub use receive::{ReceiveState, RecvVerdict};
 pub use window::{Accept, Reject, ReplayWindow, Verdict, REPLAY_WINDOW_COUNTERS};
