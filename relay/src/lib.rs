@@ -33,6 +33,7 @@ mod registry;
 mod server;
 mod session;
 pub mod token;
+pub mod validate;
 
 pub use config::{Config, MAX_FRAME_BYTES};
 pub use server::{

@@ -35,7 +35,7 @@ pub enum DropReason {
     BadHeader = 0,
     /// The frame is longer than 65,535 bytes.
     Oversize = 1,
-    /// The frame does not start with a Pilot tunnel magic or beacon code (spec §3.1, §7.2).
+    /// The frame does not start with a carried tunnel magic or beacon code (spec §3.1, §7.2).
     NotPilot = 2,
     /// The peer address is in a refused range (see [`crate::policy`]).
     RefusedAddress = 3,
@@ -47,11 +47,17 @@ pub enum DropReason {
     SendFailed = 6,
     /// A text message arrived after authentication; only binary messages carry datagrams.
     TextMessage = 7,
+    /// A `PILT` plaintext frame (not carried in either direction).
+    Plaintext = 8,
+    /// A tunnel magic or beacon code whose frame does not decode or is too short.
+    MalformedFrame = 9,
+    /// A beacon message travelling a direction it never takes (or a Sync).
+    BeaconDirection = 10,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::BadHeader,
         DropReason::Oversize,
         DropReason::NotPilot,
@@ -60,6 +66,9 @@ impl DropReason {
         DropReason::RateLimited,
         DropReason::SendFailed,
         DropReason::TextMessage,
+        DropReason::Plaintext,
+        DropReason::MalformedFrame,
+        DropReason::BeaconDirection,
     ];
 
     /// Label value.
@@ -73,6 +82,9 @@ impl DropReason {
             Self::RateLimited => "rate_limited",
             Self::SendFailed => "send_failed",
             Self::TextMessage => "text_message",
+            Self::Plaintext => "plaintext",
+            Self::MalformedFrame => "malformed_frame",
+            Self::BeaconDirection => "beacon_direction",
         }
     }
 }

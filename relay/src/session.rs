@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt as _;
-use pilot_core::frame::classify;
 use rand_core::OsRng;
 use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
@@ -29,6 +28,7 @@ use crate::metrics::{Direction, DropReason, Metrics};
 use crate::policy::AddressPolicy;
 use crate::ratelimit::RateLimit;
 use crate::server::{close_socket, Shared, SHUTDOWN_REASON};
+use crate::validate::{self, FrameRefusal};
 
 /// Datagrams read per UDP wake-up before the task yields to its other events.
 const MAX_DATAGRAMS_PER_WAKE: usize = 64;
@@ -318,8 +318,8 @@ impl<'a> Session<'a> {
             return false;
         }
         // Not an open proxy: only Pilot tunnel frames and beacon messages (spec §3.1, §7.2).
-        if classify(frame).is_none() {
-            self.drop_frame(DropReason::NotPilot, dir, Some(dest));
+        if let Err(refusal) = validate::check(frame, dir) {
+            self.drop_frame(frame_drop_reason(refusal), dir, Some(dest));
             return false;
         }
         let dest = match self.policy().check(dest) {
@@ -402,8 +402,8 @@ impl<'a> Session<'a> {
 
     fn admit_inbound(&mut self, source: SocketAddr, frame: &[u8]) -> Inbound {
         let dir = Direction::Inbound;
-        if classify(frame).is_none() {
-            self.drop_frame(DropReason::NotPilot, dir, Some(source));
+        if let Err(refusal) = validate::check(frame, dir) {
+            self.drop_frame(frame_drop_reason(refusal), dir, Some(source));
             return Inbound::Dropped;
         }
         let source = match self.policy().check(source) {
@@ -422,6 +422,16 @@ impl<'a> Session<'a> {
         }
         self.metrics().forwarded(dir, frame.len());
         Inbound::Deliver(header::encode(&source, frame))
+    }
+}
+
+/// The metrics label of a frame refusal.
+fn frame_drop_reason(refusal: FrameRefusal) -> DropReason {
+    match refusal {
+        FrameRefusal::NotPilot => DropReason::NotPilot,
+        FrameRefusal::Plaintext => DropReason::Plaintext,
+        FrameRefusal::Malformed => DropReason::MalformedFrame,
+        FrameRefusal::BeaconDirection => DropReason::BeaconDirection,
     }
 }
 

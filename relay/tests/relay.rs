@@ -146,7 +146,8 @@ async fn datagrams_are_forwarded_both_ways() {
         "it leaves from the advertised session address"
     );
 
-    let reply = b"PILA-reply-bytes".to_vec();
+    let mut reply = b"PILA".to_vec();
+    reply.resize(136, 0x11);
     peer.send_to(&reply, session).await.unwrap();
     match next_message(&mut ws).await {
         Some(Message::Binary(bytes)) => {
@@ -194,6 +195,58 @@ async fn non_pilot_payload_is_refused_outbound() {
     let m = relay.relay.metrics();
     assert_eq!(m.drops(DropReason::NotPilot, Direction::Outbound), 2);
     assert_eq!(m.frames(Direction::Outbound), 1);
+}
+
+#[tokio::test]
+async fn foreign_protocols_plaintext_and_wrong_way_beacons_are_refused() {
+    let relay = TestRelay::start(open_config()).await;
+    let mut ws = relay.connect_relay().await;
+    let session = open_session(&mut ws, &signing_key(1), None).await;
+    let peer = udp_peer().await;
+    let peer_addr = peer.local_addr().unwrap();
+
+    // A DNS query with ID 0x01xx, a WireGuard-like type-1 message, HTTP behind 0x01: all used
+    // to pass the first-byte check.
+    let dns = [
+        0x01, 0x23, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 1, b'x', 0, 0, 1, 0, 1,
+    ];
+    let mut wireguard = vec![0x01, 0, 0, 0];
+    wireguard.resize(148, 0x5a);
+    let mut plaintext = b"PILT".to_vec();
+    plaintext.resize(40, 0);
+    let discover_reply = [0x02, 4, 8, 8, 8, 8, 0x1f, 0x90];
+    for bad in [
+        &dns[..],
+        &wireguard,
+        b"\x01GET / HTTP/1.1\r\n",
+        &plaintext,
+        &discover_reply,
+    ] {
+        ws.send(to(peer_addr, bad)).await.unwrap();
+    }
+    ws.send(to(peer_addr, &pils(4))).await.unwrap();
+    assert_eq!(recv_datagram(&peer).await.0, pils(4));
+
+    // Inbound: plaintext and a Discover (client-to-beacon only) are not delivered.
+    peer.send_to(&plaintext, session).await.unwrap();
+    peer.send_to(&[0x01, 0, 0, 0, 7], session).await.unwrap();
+    peer.send_to(&pils(5), session).await.unwrap();
+    match next_message(&mut ws).await {
+        Some(Message::Binary(bytes)) => {
+            assert_eq!(pilot_relay::header::decode(&bytes).unwrap().1, &pils(5)[..]);
+        }
+        other => panic!("expected the PILS datagram, got {other:?}"),
+    }
+    let m = relay.relay.metrics();
+    assert_eq!(m.drops(DropReason::Plaintext, Direction::Outbound), 1);
+    assert_eq!(m.drops(DropReason::Plaintext, Direction::Inbound), 1);
+    assert_eq!(m.drops(DropReason::BeaconDirection, Direction::Outbound), 1);
+    assert_eq!(m.drops(DropReason::BeaconDirection, Direction::Inbound), 1);
+    // The DNS, WireGuard and 0x01-prefixed HTTP payloads decode as a Discover with trailing
+    // bytes, which the relay refuses as malformed.
+    assert_eq!(m.drops(DropReason::MalformedFrame, Direction::Outbound), 3);
+    assert_eq!(m.frames(Direction::Outbound), 1);
+    assert_eq!(m.frames(Direction::Inbound), 1);
 }
 
 #[tokio::test]

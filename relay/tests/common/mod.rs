@@ -198,7 +198,7 @@ pub fn to(dest: SocketAddr, frame: &[u8]) -> Message {
     Message::Binary(pilot_relay::header::encode(&dest, frame).into())
 }
 
-/// A PILS-looking frame (only the magic matters to the relay).
+/// A PILS-shaped frame: magic and enough bytes for the header and tag (spec §3.1).
 pub fn pils(tag: u8) -> Vec<u8> {
     let mut frame = b"PILS".to_vec();
     frame.extend_from_slice(&[tag; 40]);
