@@ -53,11 +53,13 @@ pub enum DropReason {
     MalformedFrame = 9,
     /// A beacon message travelling a direction it never takes (or a Sync).
     BeaconDirection = 10,
+    /// The address is one of the relay's own and not a live session's port.
+    RelaySelf = 11,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::BadHeader,
         DropReason::Oversize,
         DropReason::NotPilot,
@@ -69,6 +71,7 @@ impl DropReason {
         DropReason::Plaintext,
         DropReason::MalformedFrame,
         DropReason::BeaconDirection,
+        DropReason::RelaySelf,
     ];
 
     /// Label value.
@@ -85,6 +88,7 @@ impl DropReason {
             Self::Plaintext => "plaintext",
             Self::MalformedFrame => "malformed_frame",
             Self::BeaconDirection => "beacon_direction",
+            Self::RelaySelf => "relay_self",
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum Refusal {
     Reserved,
     /// Port 0 cannot be a datagram destination.
     PortZero,
+    /// One of the relay's own addresses, on a port that is not a live session of this relay.
+    RelaySelf,
 }
 
 impl Refusal {
@@ -50,6 +52,7 @@ impl Refusal {
             Self::Documentation => "documentation",
             Self::Reserved => "reserved",
             Self::PortZero => "port_zero",
+            Self::RelaySelf => "relay_self",
         }
     }
 }
@@ -200,23 +203,69 @@ pub fn normalize(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Decides whether a peer address may be used: public addresses always, special-purpose ones
-/// only when an operator-configured CIDR covers them.
+/// only when an operator-configured CIDR covers them, and the relay's own addresses only on
+/// the ports of its live sessions.
 #[derive(Debug, Clone, Default)]
 pub struct AddressPolicy {
     allow: Vec<IpNet>,
+    own: Vec<IpAddr>,
 }
 
 impl AddressPolicy {
     /// A policy that additionally allows every address inside one of `allow`.
     pub fn new(allow: Vec<IpNet>) -> Self {
-        Self { allow }
+        Self {
+            allow,
+            own: Vec::new(),
+        }
+    }
+
+    /// Adds the relay's own addresses: they are refused on every port that is not a live
+    /// session of this relay, whatever `allow` says. Otherwise a client could reach services
+    /// on the relay host (a resolver, a metrics agent) through its public address, which no
+    /// range check catches. IPv4-mapped forms are normalised.
+    pub fn with_own_addresses(mut self, own: impl IntoIterator<Item = IpAddr>) -> Self {
+        for ip in own {
+            let ip = normalize(SocketAddr::new(ip, 0)).ip();
+            if !ip.is_unspecified() && !self.own.contains(&ip) {
+                self.own.push(ip);
+            }
+        }
+        self
+    }
+
+    /// The relay's own addresses, as configured.
+    pub fn own_addresses(&self) -> &[IpAddr] {
+        &self.own
     }
 
     /// Checks `addr` (normalised first) and returns the address to use, or why it is refused.
+    /// Every port of the relay's own addresses counts as not a session (see
+    /// [`AddressPolicy::check_with_sessions`]).
     pub fn check(&self, addr: SocketAddr) -> Result<SocketAddr, Refusal> {
+        self.check_with_sessions(addr, |_| false)
+    }
+
+    /// Like [`AddressPolicy::check`], but a relay address on a port for which
+    /// `is_session_port` holds is allowed: session-to-session traffic through one relay is
+    /// ordinary Pilot traffic between two clients.
+    pub fn check_with_sessions(
+        &self,
+        addr: SocketAddr,
+        is_session_port: impl FnOnce(u16) -> bool,
+    ) -> Result<SocketAddr, Refusal> {
         let addr = normalize(addr);
         if addr.port() == 0 {
             return Err(Refusal::PortZero);
+        }
+        // Before the allow-list: `--allow-dest 127.0.0.0/8` must not open the relay's own
+        // loopback public address to arbitrary ports.
+        if self.own.contains(&addr.ip()) {
+            return if is_session_port(addr.port()) {
+                Ok(addr)
+            } else {
+                Err(Refusal::RelaySelf)
+            };
         }
         if self.allow.iter().any(|net| net.contains(&addr.ip())) {
             return Ok(addr);
@@ -322,5 +371,36 @@ mod tests {
             AddressPolicy::default().check("127.0.0.1:9000".parse().unwrap()),
             Err(Refusal::Loopback)
         );
+    }
+
+    #[test]
+    fn own_addresses_are_refused_except_session_ports_even_when_allowed() {
+        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]).with_own_addresses([
+            "127.0.0.5".parse().unwrap(),
+            "::ffff:198.51.100.9".parse().unwrap(),
+        ]);
+        let own: SocketAddr = "127.0.0.5:53".parse().unwrap();
+        assert_eq!(policy.check(own), Err(Refusal::RelaySelf));
+        assert_eq!(
+            policy.check_with_sessions(own, |port| port == 40_000),
+            Err(Refusal::RelaySelf)
+        );
+        let session: SocketAddr = "127.0.0.5:40000".parse().unwrap();
+        assert_eq!(
+            policy.check_with_sessions(session, |port| port == 40_000),
+            Ok(session)
+        );
+        // A public own address (given mapped) is refused too, in either form.
+        assert_eq!(
+            policy.check("198.51.100.9:8080".parse().unwrap()),
+            Err(Refusal::RelaySelf)
+        );
+        assert_eq!(
+            policy.check("[::ffff:198.51.100.9]:8080".parse().unwrap()),
+            Err(Refusal::RelaySelf)
+        );
+        // Other loopback addresses stay governed by the allow-list.
+        let other: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        assert_eq!(policy.check(other), Ok(other));
     }
 }

@@ -46,6 +46,9 @@ pub enum ServeError {
     Metrics(prometheus::Error),
     /// The listener failed.
     Io(std::io::Error),
+    /// The host's interface addresses could not be read (needed to refuse the relay itself
+    /// as a destination when the UDP sockets bind to an unspecified address).
+    Interfaces(std::io::Error),
 }
 
 impl fmt::Display for ServeError {
@@ -53,6 +56,7 @@ impl fmt::Display for ServeError {
         match self {
             Self::Metrics(e) => write!(f, "metrics registry: {e}"),
             Self::Io(e) => write!(f, "listener: {e}"),
+            Self::Interfaces(e) => write!(f, "reading interface addresses: {e}"),
         }
     }
 }
@@ -68,6 +72,8 @@ pub(crate) struct Shared {
     pub(crate) total_slots: Arc<SlotCounter<()>>,
     pub(crate) ip_slots: Arc<SlotCounter<IpAddr>>,
     pub(crate) identity_slots: Arc<SlotCounter<[u8; 32]>>,
+    /// UDP ports of live sessions (all bound to `udp_bind_ip`), one slot each.
+    pub(crate) session_ports: Arc<SlotCounter<u16>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
 }
@@ -89,9 +95,13 @@ impl Relay {
     /// Builds a relay; nothing is bound until [`Relay::serve`].
     pub fn new(config: Config) -> Result<Self, ServeError> {
         let metrics = Metrics::new().map_err(ServeError::Metrics)?;
+        let policy = AddressPolicy::new(config.allow_dest.clone())
+            .with_own_addresses(own_addresses(&config)?);
+        info!(own = ?policy.own_addresses(), "refusing the relay's own addresses as destinations");
         Ok(Self {
             shared: Arc::new(Shared {
-                policy: AddressPolicy::new(config.allow_dest.clone()),
+                policy,
+                session_ports: SlotCounter::new(1),
                 total_slots: SlotCounter::new(config.max_sessions),
                 ip_slots: SlotCounter::new(config.max_sessions_per_ip),
                 identity_slots: SlotCounter::new(config.max_sessions_per_identity),
@@ -164,6 +174,28 @@ impl Relay {
         }
         Ok(())
     }
+}
+
+/// The relay's own addresses (see [`AddressPolicy::with_own_addresses`]): the public IP
+/// (always, even when loopback: it is what clients are told), the UDP bind IP unless it is
+/// unspecified or loopback, and, when it is unspecified, every non-loopback interface address,
+/// read once now. Loopback addresses of the host are left to the range policy: refused unless
+/// `--allow-dest` names them, and an operator who does so (a development relay next to a
+/// local daemon) has chosen to let clients reach local services.
+fn own_addresses(config: &Config) -> Result<Vec<IpAddr>, ServeError> {
+    let mut own: Vec<IpAddr> = config.public_ip.into_iter().collect();
+    if config.udp_bind_ip.is_unspecified() {
+        let interfaces = if_addrs::get_if_addrs().map_err(ServeError::Interfaces)?;
+        own.extend(
+            interfaces
+                .iter()
+                .filter(|i| !i.is_loopback())
+                .map(if_addrs::Interface::ip),
+        );
+    } else if !config.udp_bind_ip.is_loopback() {
+        own.push(config.udp_bind_ip);
+    }
+    Ok(own)
 }
 
 /// Runs a relay with `config` on `listener` until `shutdown` completes (see [`Relay::serve`]).

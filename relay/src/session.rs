@@ -25,7 +25,7 @@ use crate::config::MAX_FRAME_BYTES;
 use crate::header;
 use crate::limits::Slot;
 use crate::metrics::{Direction, DropReason, Metrics};
-use crate::policy::AddressPolicy;
+use crate::policy::Refusal;
 use crate::ratelimit::RateLimit;
 use crate::server::{close_socket, Shared, SHUTDOWN_REASON};
 use crate::validate::{self, FrameRefusal};
@@ -110,6 +110,11 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, peer: SocketAddr
         return;
     };
     let public = SocketAddr::new(shared.config.public_ip.unwrap_or(local.ip()), local.port());
+    // Other sessions of this relay may send to this port (policy: own addresses).
+    let Some(port_slot) = shared.session_ports.acquire(local.port()) else {
+        close_socket(&mut ws, close::INTERNAL_ERROR, "no UDP socket available").await;
+        return;
+    };
 
     let ready = Ready {
         kind: "ready".to_owned(),
@@ -129,6 +134,8 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, peer: SocketAddr
     info!(peer = %peer, identity, tenant = ?auth.tenant, udp = %public, "session up");
     let mut session = Session::new(&shared, udp, local, peer, identity.clone(), identity_slot);
     let (code, reason) = session.pump(&mut ws).await;
+    drop(session);
+    drop(port_slot);
     drop(active);
     info!(peer = %peer, identity, udp = %public, close_code = code, reason, "session down");
     if code != close::NORMAL {
@@ -211,8 +218,12 @@ impl<'a> Session<'a> {
         &self.shared.metrics
     }
 
-    fn policy(&self) -> &AddressPolicy {
-        &self.shared.policy
+    /// The address policy, with this relay's live session ports as the allowed own ports.
+    fn check_address(&self, addr: SocketAddr) -> Result<SocketAddr, Refusal> {
+        let ports = &self.shared.session_ports;
+        self.shared
+            .policy
+            .check_with_sessions(addr, |port| ports.contains(&port))
     }
 
     fn drop_frame(&self, reason: DropReason, dir: Direction, addr: Option<SocketAddr>) {
@@ -322,14 +333,15 @@ impl<'a> Session<'a> {
             self.drop_frame(frame_drop_reason(refusal), dir, Some(dest));
             return false;
         }
-        let dest = match self.policy().check(dest) {
+        let dest = match self.check_address(dest) {
             Ok(dest) => dest,
             Err(refusal) => {
-                self.metrics().dropped(DropReason::RefusedAddress, dir);
+                let reason = address_drop_reason(refusal);
+                self.metrics().dropped(reason, dir);
                 debug!(
                     peer = %self.peer,
                     identity = self.identity,
-                    reason = DropReason::RefusedAddress.as_str(),
+                    reason = reason.as_str(),
                     range = refusal.as_str(),
                     addr = %dest,
                     "datagram dropped"
@@ -406,10 +418,10 @@ impl<'a> Session<'a> {
             self.drop_frame(frame_drop_reason(refusal), dir, Some(source));
             return Inbound::Dropped;
         }
-        let source = match self.policy().check(source) {
+        let source = match self.check_address(source) {
             Ok(source) => source,
-            Err(_) => {
-                self.drop_frame(DropReason::RefusedAddress, dir, Some(source));
+            Err(refusal) => {
+                self.drop_frame(address_drop_reason(refusal), dir, Some(source));
                 return Inbound::Dropped;
             }
         };
@@ -422,6 +434,14 @@ impl<'a> Session<'a> {
         }
         self.metrics().forwarded(dir, frame.len());
         Inbound::Deliver(header::encode(&source, frame))
+    }
+}
+
+/// The metrics label of an address refusal.
+fn address_drop_reason(refusal: Refusal) -> DropReason {
+    match refusal {
+        Refusal::RelaySelf => DropReason::RelaySelf,
+        _ => DropReason::RefusedAddress,
     }
 }
 

@@ -250,6 +250,53 @@ async fn foreign_protocols_plaintext_and_wrong_way_beacons_are_refused() {
 }
 
 #[tokio::test]
+async fn relay_own_address_is_refused_except_live_session_ports() {
+    // The relay's own address is 127.0.0.5 (public and bound); allow-dest covers it, yet only
+    // the ports of live sessions may be reached there.
+    let mut config = open_config();
+    config.udp_bind_ip = "127.0.0.5".parse().unwrap();
+    config.public_ip = Some("127.0.0.5".parse().unwrap());
+    let relay = TestRelay::start(config).await;
+    let mut a = relay.connect_relay().await;
+    let a_addr = open_session(&mut a, &signing_key(1), None).await;
+    let mut b = relay.connect_relay().await;
+    let b_addr = open_session(&mut b, &signing_key(2), None).await;
+    assert_eq!(b_addr.ip().to_string(), "127.0.0.5");
+
+    // A service on the relay host, at the relay's address but not a session port.
+    let host_service = tokio::net::UdpSocket::bind("127.0.0.5:0").await.unwrap();
+    let host_addr = host_service.local_addr().unwrap();
+    a.send(to(host_addr, &pils(6))).await.unwrap();
+    // Session to session on the same relay is allowed.
+    a.send(to(b_addr, &pils(7))).await.unwrap();
+    match next_message(&mut b).await {
+        Some(Message::Binary(bytes)) => {
+            let (source, frame) = pilot_relay::header::decode(&bytes).unwrap();
+            assert_eq!(source, a_addr);
+            assert_eq!(frame, &pils(7)[..]);
+        }
+        other => panic!("expected the session-to-session datagram, got {other:?}"),
+    }
+    let m = relay.relay.metrics();
+    assert_eq!(m.drops(DropReason::RelaySelf, Direction::Outbound), 1);
+    assert_eq!(m.frames(Direction::Outbound), 1);
+    let mut buf = [0u8; 64];
+    assert!(
+        host_service.try_recv_from(&mut buf).is_err(),
+        "nothing reached the host service"
+    );
+
+    // Once session B is gone, its port is no longer reachable.
+    drop(b);
+    wait_until("session B to end", || m.sessions_active.get() == 1).await;
+    a.send(to(b_addr, &pils(8))).await.unwrap();
+    wait_until("the refusal", || {
+        m.drops(DropReason::RelaySelf, Direction::Outbound) == 2
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn non_pilot_payload_is_refused_inbound() {
     let relay = TestRelay::start(open_config()).await;
     let mut ws = relay.connect_relay().await;
