@@ -86,37 +86,55 @@ const V4_SPECIAL: [(u32, u8, Refusal); 16] = [
     (0xf000_0000, 4, Refusal::Reserved),    // 240.0.0.0/4 future use
 ];
 
-/// Special-purpose IPv6 ranges. Ranges that embed an IPv4 address (mapped, NAT64, 6to4) are
-/// handled separately in [`classify_v6`] so the embedded address is judged instead.
-const V6_SPECIAL: [(u128, u8, Refusal); 12] = [
+/// Special-purpose IPv6 ranges, checked in order (most specific first). Ranges that embed
+/// an IPv4 address (mapped, the NAT64 well-known `/96`, 6to4) are handled before this table
+/// in [`classify_v6`] so the embedded address is judged instead.
+const V6_SPECIAL: [(u128, u8, Refusal); 16] = [
     (0, 128, Refusal::Unspecified), // ::
     (1, 128, Refusal::Loopback),    // ::1
-    (0, 96, Refusal::Reserved),     // ::/96 deprecated IPv4-compatible
     (
         0x0064_ff9b_0001_0000_0000_0000_0000_0000,
         48,
         Refusal::Private,
-    ), // 64:ff9b:1::/48 local NAT64
+    ), // 64:ff9b:1::/48 local-use NAT64 (RFC 8215)
+    (
+        0x0064_ff9b_0000_0000_0000_0000_0000_0000,
+        32,
+        Refusal::Reserved,
+    ), // 64:ff9b::/32 outside the well-known /96: no defined meaning
+    // ::/8 (RFC 4291 reserved): IPv4-compatible ::/96, SIIT ::ffff:0:0:0/96 and the rest.
+    // After the NAT64 entries, which lie inside it.
+    (0, 8, Refusal::Reserved),
     (
         0x0100_0000_0000_0000_0000_0000_0000_0000,
         64,
         Refusal::Reserved,
-    ), // 100::/64 discard-only
-    (
-        0x2001_0000_0000_0000_0000_0000_0000_0000,
-        23,
-        Refusal::Reserved,
-    ), // 2001::/23 IETF (Teredo, ORCHID, benchmarking)
+    ), // 100::/64 discard-only (RFC 6666)
     (
         0x2001_0db8_0000_0000_0000_0000_0000_0000,
         32,
         Refusal::Documentation,
     ), // 2001:db8::/32
     (
+        0x2001_0000_0000_0000_0000_0000_0000_0000,
+        23,
+        Refusal::Reserved,
+    ), // 2001::/23 IETF protocol assignments (Teredo, ORCHID, benchmarking, ...), all of it
+    (
+        0x2620_004f_8000_0000_0000_0000_0000_0000,
+        48,
+        Refusal::Reserved,
+    ), // 2620:4f:8000::/48 AS112 DNS sinks (RFC 7534)
+    (
         0x3fff_0000_0000_0000_0000_0000_0000_0000,
         20,
         Refusal::Documentation,
     ), // 3fff::/20
+    (
+        0x5f00_0000_0000_0000_0000_0000_0000_0000,
+        16,
+        Refusal::Reserved,
+    ), // 5f00::/16 SRv6 SIDs (RFC 9602)
     (
         0xfc00_0000_0000_0000_0000_0000_0000_0000,
         7,
@@ -137,10 +155,17 @@ const V6_SPECIAL: [(u128, u8, Refusal); 12] = [
         8,
         Refusal::Multicast,
     ), // ff00::/8
+    (
+        0xfe00_0000_0000_0000_0000_0000_0000_0000,
+        9,
+        Refusal::Reserved,
+    ), // fe00::/9 unassigned, never routed
 ];
 
 /// `64:ff9b::/96`, the well-known NAT64 prefix (RFC 6052): the last 32 bits are IPv4.
 const NAT64_PREFIX: u128 = 0x0064_ff9b_0000_0000_0000_0000_0000_0000;
+/// `2000::/3`, the IPv6 global unicast space (RFC 4291 §2.4).
+const GLOBAL_UNICAST_PREFIX: u128 = 0x2000_0000_0000_0000_0000_0000_0000_0000;
 /// `2002::/16`, 6to4 (RFC 3056): bits 16..48 are an IPv4 address.
 const SIX_TO_FOUR_PREFIX: u128 = 0x2002_0000_0000_0000_0000_0000_0000_0000;
 
@@ -181,6 +206,11 @@ pub fn classify_v6(ip: Ipv6Addr) -> Option<Refusal> {
         .iter()
         .find(|(net, len, _)| in_prefix_v6(bits, *net, *len))
         .map(|(_, _, verdict)| *verdict)
+        .or_else(|| {
+            // Everything outside 2000::/3 that the table did not name is unassigned or
+            // reserved by the IETF (RFC 4291 §2.4): no public peer lives there.
+            (!in_prefix_v6(bits, GLOBAL_UNICAST_PREFIX, 3)).then_some(Refusal::Reserved)
+        })
 }
 
 /// The special-purpose range `ip` belongs to, if any.
@@ -341,6 +371,48 @@ mod tests {
         ];
         for (ip, want) in cases {
             assert_eq!(verdict(ip), Some(want), "{ip}");
+        }
+    }
+
+    #[test]
+    fn ipv6_forms_embedding_ipv4_or_otherwise_special_are_refused() {
+        let cases = [
+            // ::/8 beyond mapped: IPv4-compatible, SIIT, and anything else in it.
+            ("::8.8.8.8", Some(Refusal::Reserved)),
+            ("::ffff:0:8.8.8.8", Some(Refusal::Reserved)),
+            ("::ffff:0:127.0.0.1", Some(Refusal::Reserved)),
+            ("0:1::1", Some(Refusal::Reserved)),
+            ("ff::1", Some(Refusal::Reserved)),
+            // NAT64: the well-known /96 is judged by the embedded address; the rest of the
+            // /32 and the local-use /48 are refused.
+            ("64:ff9b::8.8.8.8", None),
+            ("64:ff9b::127.0.0.1", Some(Refusal::Loopback)),
+            ("64:ff9b:0:1::8.8.8.8", Some(Refusal::Reserved)),
+            ("64:ff9b:ffff::1", Some(Refusal::Reserved)),
+            ("64:ff9b:1::8.8.8.8", Some(Refusal::Private)),
+            ("64:ff9b:1:ffff::1", Some(Refusal::Private)),
+            ("64:ff9c::1", Some(Refusal::Reserved)), // still inside ::/8
+            ("100::1", Some(Refusal::Reserved)),
+            ("100:0:0:0:ffff::1", Some(Refusal::Reserved)),
+            ("100:0:0:1::1", Some(Refusal::Reserved)), // outside 2000::/3
+            ("4000::1", Some(Refusal::Reserved)),
+            ("e000::1", Some(Refusal::Reserved)),
+            ("2a00:1450::1", None),
+            ("5f00::1", Some(Refusal::Reserved)),
+            ("5f00:ffff::1", Some(Refusal::Reserved)),
+            ("5f01::1", Some(Refusal::Reserved)), // outside 2000::/3
+            ("2001::1", Some(Refusal::Reserved)),
+            ("2001:2::1", Some(Refusal::Reserved)),
+            ("2001:10::1", Some(Refusal::Reserved)),
+            ("2001:1ff::1", Some(Refusal::Reserved)),
+            ("2001:200::1", None),
+            ("2620:4f:8000::1", Some(Refusal::Reserved)),
+            ("2620:4f:8001::1", None),
+            ("2002:7f00:1::1", Some(Refusal::Loopback)),
+            ("fe00::1", Some(Refusal::Reserved)),
+        ];
+        for (ip, want) in cases {
+            assert_eq!(verdict(ip), want, "{ip}");
         }
     }
 
