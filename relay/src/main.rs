@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print a token for SUBJECT (tenant name, or a client's public key in lowercase hex),
+    /// Print a token for SUBJECT (tenant name, or a client's public key in hex),
     /// signed with the token key, valid for --ttl-secs.
     MintToken(MintArgs),
 }
@@ -49,7 +49,8 @@ struct KeyArgs {
 
 #[derive(Debug, Args)]
 struct MintArgs {
-    /// Tenant name ([A-Za-z0-9_-], up to 64) or 64 lowercase hex digits of a public key.
+    /// Tenant name ([A-Za-z0-9_-], up to 64) or 64 hex digits of a public key (either case;
+    /// written in lowercase). 64 hex digits always name an identity, never a tenant.
     #[arg(long)]
     subject: String,
     /// Validity from now, in seconds.
