@@ -18,6 +18,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// Default extra time a client has to show life after a ping.
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest wait for one WebSocket write (send or flush) before the client is taken
+/// to have stopped reading.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time sessions get to close after a shutdown signal.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time allowed to connect to the registry.
@@ -61,6 +64,9 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// Time sessions get to close after shutdown before the relay stops waiting.
     pub drain_timeout: Duration,
+    /// Longest wait for one WebSocket write (or registry write); a client that does not read
+    /// for this long is closed with [`crate::close::WRITE_TIMEOUT`].
+    pub write_timeout: Duration,
     /// Time allowed to connect to the registry.
     pub registry_connect_timeout: Duration,
     /// Packets per second per session and direction (also the burst).
@@ -94,6 +100,7 @@ impl Config {
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             registry_connect_timeout: DEFAULT_REGISTRY_CONNECT_TIMEOUT,
             packets_per_sec: DEFAULT_PACKETS_PER_SEC,
             bytes_per_sec: DEFAULT_BYTES_PER_SEC,

@@ -108,6 +108,8 @@ pub struct Metrics {
     sessions_refused: IntCounterVec,
     /// Registry pipes currently open.
     pub registry_pipes_active: IntGauge,
+    /// Connections closed because a WebSocket write did not complete in time.
+    pub write_timeouts: IntCounter,
     registry_bytes: [IntCounter; 2],
 }
 
@@ -216,6 +218,11 @@ impl Metrics {
                 "Open /v1/registry pipes",
             )?,
             registry_bytes: per_direction(&registry_bytes)?,
+            write_timeouts: counter(
+                &registry,
+                "pilot_relay_write_timeouts_total",
+                "Connections closed with 4012 because the client stopped reading",
+            )?,
             registry,
         })
     }

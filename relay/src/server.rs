@@ -344,13 +344,38 @@ fn check_bearer(policy: &TokenPolicy, headers: &HeaderMap) -> Result<(), &'stati
         .map_err(|e| e.as_str())
 }
 
-/// Sends a close frame and waits briefly for the client's reply.
+/// Why a bounded WebSocket write did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteError {
+    /// The connection failed or is closed.
+    Failed,
+    /// The write did not complete in time: the client is not reading.
+    TimedOut,
+}
+
+/// Runs one WebSocket write (send, feed or flush) for at most `limit`.
+pub(crate) async fn bounded_write<T>(
+    limit: std::time::Duration,
+    write: impl Future<Output = Result<T, axum::Error>>,
+) -> Result<T, WriteError> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(WriteError::Failed),
+        Err(_) => Err(WriteError::TimedOut),
+    }
+}
+
+/// Sends a close frame and waits briefly for the client's reply. Both steps are bounded, so a
+/// client that stopped reading cannot hold the connection open.
 pub(crate) async fn close_socket(ws: &mut WebSocket, code: u16, reason: &'static str) {
     let frame = axum::extract::ws::CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    if ws.send(Message::Close(Some(frame))).await.is_err() {
+    if bounded_write(CLOSE_ACK_TIMEOUT, ws.send(Message::Close(Some(frame))))
+        .await
+        .is_err()
+    {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_ACK_TIMEOUT, async {

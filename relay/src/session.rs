@@ -27,7 +27,7 @@ use crate::limits::Slot;
 use crate::metrics::{Direction, DropReason, Metrics};
 use crate::policy::Refusal;
 use crate::ratelimit::RateLimit;
-use crate::server::{close_socket, Shared, SHUTDOWN_REASON};
+use crate::server::{bounded_write, close_socket, Shared, WriteError, SHUTDOWN_REASON};
 use crate::validate::{self, FrameRefusal};
 
 /// Datagrams read per UDP wake-up before the task yields to its other events.
@@ -125,7 +125,13 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, peer: SocketAddr
     let Ok(ready) = serde_json::to_string(&ready) else {
         return;
     };
-    if ws.send(Message::Text(ready.into())).await.is_err() {
+    if bounded_write(
+        shared.config.write_timeout,
+        ws.send(Message::Text(ready.into())),
+    )
+    .await
+    .is_err()
+    {
         return;
     }
 
@@ -147,9 +153,12 @@ async fn authenticate(ws: &mut WebSocket, shared: &Shared) -> Result<Authenticat
     let deadline = Instant::now() + shared.config.auth_timeout;
     let challenge = Challenge::new(&mut OsRng, crate::unix_now());
     let text = serde_json::to_string(&challenge).map_err(|_| AuthEnd::Disconnected)?;
-    ws.send(Message::Text(text.into()))
-        .await
-        .map_err(|_| AuthEnd::Disconnected)?;
+    bounded_write(
+        shared.config.write_timeout,
+        ws.send(Message::Text(text.into())),
+    )
+    .await
+    .map_err(|_| AuthEnd::Disconnected)?;
 
     loop {
         tokio::select! {
@@ -272,7 +281,7 @@ impl<'a> Session<'a> {
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Ok(Message::Close(_))) | None => {
                             // Lets the automatic close reply go out.
-                            let _ = ws.flush().await;
+                            let _ = bounded_write(config.write_timeout, ws.flush()).await;
                             return (close::NORMAL, "client closed");
                         }
                         Some(Err(err)) => {
@@ -292,15 +301,20 @@ impl<'a> Session<'a> {
                     match self.inbound_batch(ws).await {
                         Ok(true) => last_datagram = Instant::now(),
                         Ok(false) => {}
-                        Err(()) => return (close::NORMAL, "websocket write failed"),
+                        Err(err) => return self.write_failed(err),
                     }
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > ping_interval + config.pong_timeout {
                         return (close::PONG_TIMEOUT, "no pong");
                     }
-                    if ws.send(Message::Ping(Default::default())).await.is_err() {
-                        return (close::NORMAL, "websocket write failed");
+                    let sent = bounded_write(
+                        config.write_timeout,
+                        ws.send(Message::Ping(Default::default())),
+                    )
+                    .await;
+                    if let Err(err) = sent {
+                        return self.write_failed(err);
                     }
                 }
                 () = &mut idle => {
@@ -310,6 +324,18 @@ impl<'a> Session<'a> {
                     }
                     idle.as_mut().reset(deadline);
                 }
+            }
+        }
+    }
+
+    /// The close code and reason after a failed WebSocket write; a timed-out write is counted.
+    fn write_failed(&self, err: WriteError) -> (u16, &'static str) {
+        match err {
+            WriteError::Failed => (close::NORMAL, "websocket write failed"),
+            WriteError::TimedOut => {
+                self.metrics().write_timeouts.inc();
+                warn!(peer = %self.peer, identity = self.identity, "client stopped reading; closing");
+                (close::WRITE_TIMEOUT, "client not reading")
             }
         }
     }
@@ -379,7 +405,10 @@ impl<'a> Session<'a> {
 
     /// Reads every waiting datagram (up to [`MAX_DATAGRAMS_PER_WAKE`]) and queues the
     /// admitted ones on the WebSocket, flushing once. `Ok(true)` if any was delivered.
-    async fn inbound_batch(&mut self, ws: &mut WebSocket) -> Result<bool, ()> {
+    /// Every write is bounded by the write timeout, so a client that stops reading cannot
+    /// block the session's timers and shutdown signal for longer than that.
+    async fn inbound_batch(&mut self, ws: &mut WebSocket) -> Result<bool, WriteError> {
+        let limit = self.shared.config.write_timeout;
         let mut delivered = false;
         for _ in 0..MAX_DATAGRAMS_PER_WAKE {
             let message = match self.receive_one() {
@@ -393,13 +422,11 @@ impl<'a> Session<'a> {
                     continue;
                 }
             };
-            ws.feed(Message::Binary(message.into()))
-                .await
-                .map_err(|_| ())?;
+            bounded_write(limit, ws.feed(Message::Binary(message.into()))).await?;
             delivered = true;
         }
         if delivered {
-            ws.flush().await.map_err(|_| ())?;
+            bounded_write(limit, ws.flush()).await?;
         }
         Ok(delivered)
     }

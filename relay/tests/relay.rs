@@ -297,6 +297,48 @@ async fn relay_own_address_is_refused_except_live_session_ports() {
 }
 
 #[tokio::test]
+async fn client_that_stops_reading_is_closed_with_4012_while_udp_floods_in() {
+    let mut config = open_config();
+    config.write_timeout = Duration::from_millis(200);
+    config.packets_per_sec = 1_000_000;
+    config.bytes_per_sec = 1 << 40;
+    let relay = TestRelay::start(config).await;
+    let mut ws = connect_relay_small_recv_buffer(relay.addr).await;
+    let session = open_session(&mut ws, &signing_key(1), None).await;
+    // From here on the client reads nothing.
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = std::sync::Arc::clone(&stop);
+    let flood = tokio::spawn(async move {
+        let peer = udp_peer().await;
+        let mut frame = b"PILS".to_vec();
+        frame.resize(60_000, 0x77);
+        while !flooding.load(std::sync::atomic::Ordering::Relaxed) {
+            for _ in 0..8 {
+                let _ = peer.send_to(&frame, session).await;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+
+    // Filling the socket buffers takes a moment; the bound only keeps a broken relay from
+    // hanging the test.
+    let m = relay.relay.metrics();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while m.write_timeouts.get() == 0 || m.sessions_active.get() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session of a client that stopped reading was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.await.unwrap();
+    assert_eq!(m.write_timeouts.get(), 1);
+    drop(ws);
+}
+
+#[tokio::test]
 async fn non_pilot_payload_is_refused_inbound() {
     let relay = TestRelay::start(open_config()).await;
     let mut ws = relay.connect_relay().await;

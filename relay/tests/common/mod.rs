@@ -120,6 +120,28 @@ pub async fn try_connect(
     Ok(ws)
 }
 
+/// A `/v1/relay` client whose TCP receive buffer is as small as the OS allows, so that a
+/// client that stops reading backs the relay's writes up quickly.
+pub async fn connect_relay_small_recv_buffer(addr: SocketAddr) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let mut request = format!("ws://{addr}/v1/relay")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "pilot-relay.v1".parse().unwrap());
+    let (ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)),
+    )
+    .await
+    .expect("connect timed out")
+    .unwrap();
+    ws
+}
+
 pub fn signing_key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }
