@@ -10,6 +10,11 @@ use crate::auth::TokenPolicy;
 
 /// Largest frame (one UDP payload) the relay forwards, in bytes.
 pub const MAX_FRAME_BYTES: usize = 65_535;
+/// Largest UDP payload over IPv4: 65,535 minus the 20-byte IPv4 and 8-byte UDP headers.
+pub const MAX_UDP_PAYLOAD_V4_BYTES: usize = 65_507;
+/// Largest UDP payload over IPv6 without jumbograms: the 16-bit payload length (65,535)
+/// minus the 8-byte UDP header.
+pub const MAX_UDP_PAYLOAD_V6_BYTES: usize = 65_527;
 /// Default time a client has from the upgrade to a valid auth reply.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time without a datagram in either direction before a session is closed.

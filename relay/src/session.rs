@@ -21,7 +21,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{self, AuthError, Authenticated, Challenge, Ready};
 use crate::close;
-use crate::config::MAX_FRAME_BYTES;
+use crate::config::{MAX_FRAME_BYTES, MAX_UDP_PAYLOAD_V4_BYTES, MAX_UDP_PAYLOAD_V6_BYTES};
 use crate::header;
 use crate::limits::Slot;
 use crate::metrics::{Direction, DropReason, Metrics};
@@ -386,6 +386,12 @@ impl<'a> Session<'a> {
                 return false;
             }
         };
+        // A frame the datagram cannot hold would fail at send; refuse it before it costs the
+        // session rate budget.
+        if frame.len() > max_udp_payload(dest) {
+            self.drop_frame(DropReason::Oversize, dir, Some(dest));
+            return false;
+        }
         if !self.outbound_rate.admit(frame.len(), now) {
             self.drop_frame(DropReason::RateLimited, dir, Some(dest));
             return false;
@@ -464,6 +470,16 @@ impl<'a> Session<'a> {
     }
 }
 
+/// The largest UDP payload a datagram to `dest` can carry: IPv4 limits apply to IPv4-mapped
+/// destinations, which leave as IPv4 packets.
+fn max_udp_payload(dest: SocketAddr) -> usize {
+    match dest.ip() {
+        IpAddr::V4(_) => MAX_UDP_PAYLOAD_V4_BYTES,
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => MAX_UDP_PAYLOAD_V4_BYTES,
+        IpAddr::V6(_) => MAX_UDP_PAYLOAD_V6_BYTES,
+    }
+}
+
 /// The metrics label of an address refusal.
 fn address_drop_reason(refusal: Refusal) -> DropReason {
     match refusal {
@@ -488,4 +504,20 @@ pub(crate) fn is_capacity_error(err: axum::Error) -> bool {
         err.into_inner().downcast_ref::<tungstenite::Error>(),
         Some(tungstenite::Error::Capacity(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn udp_payload_limit_follows_the_family_on_the_wire() {
+        let v4: SocketAddr = "198.51.100.1:9".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:198.51.100.1]:9".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:9".parse().unwrap();
+        assert_eq!(max_udp_payload(v4), 65_507);
+        assert_eq!(max_udp_payload(mapped), 65_507);
+        assert_eq!(max_udp_payload(v6), 65_527);
+    }
 }

@@ -473,6 +473,30 @@ async fn oversize_frame_is_dropped_and_the_session_continues() {
 }
 
 #[tokio::test]
+async fn frame_above_the_ipv4_udp_maximum_is_oversize_and_costs_no_budget() {
+    // A budget that holds one 65,000-byte frame but not also a 65,508-byte one.
+    let mut config = open_config();
+    config.bytes_per_sec = 100_000;
+    let relay = TestRelay::start(config).await;
+    let mut ws = relay.connect_relay().await;
+    open_session(&mut ws, &signing_key(1), None).await;
+    let peer = udp_peer().await;
+    let peer_addr = peer.local_addr().unwrap();
+
+    let mut too_big = pils(9);
+    too_big.resize(pilot_relay::config::MAX_UDP_PAYLOAD_V4_BYTES + 1, 0);
+    let mut fits = pils(10);
+    fits.resize(65_000, 0);
+    ws.send(to(peer_addr, &too_big)).await.unwrap();
+    ws.send(to(peer_addr, &fits)).await.unwrap();
+    assert_eq!(recv_datagram(&peer).await.0, fits);
+    let m = relay.relay.metrics();
+    assert_eq!(m.drops(DropReason::Oversize, Direction::Outbound), 1);
+    assert_eq!(m.drops(DropReason::SendFailed, Direction::Outbound), 0);
+    assert_eq!(m.drops(DropReason::RateLimited, Direction::Outbound), 0);
+}
+
+#[tokio::test]
 async fn message_above_the_websocket_limit_closes_with_1009() {
     let relay = TestRelay::start(open_config()).await;
     let mut ws = relay.connect_relay().await;
