@@ -45,5 +45,6 @@ pub fn for_auth_error(err: &AuthError) -> u16 {
         AuthError::Token(TokenError::Expired { .. }) => TOKEN_EXPIRED,
         AuthError::Token(_) => TOKEN_INVALID,
         AuthError::Timeout => AUTH_TIMEOUT,
+        AuthError::MessageTooBig => MESSAGE_TOO_BIG,
     }
 }

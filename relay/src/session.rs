@@ -176,7 +176,14 @@ async fn authenticate(ws: &mut WebSocket, shared: &Shared) -> Result<Authenticat
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Binary(_))) => return Err(AuthEnd::Failed(AuthError::Malformed)),
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(AuthEnd::Disconnected),
+                Some(Err(err)) => {
+                    return Err(if is_capacity_error(err) {
+                        AuthEnd::Failed(AuthError::MessageTooBig)
+                    } else {
+                        AuthEnd::Disconnected
+                    });
+                }
+                Some(Ok(Message::Close(_))) | None => return Err(AuthEnd::Disconnected),
             },
         }
     }

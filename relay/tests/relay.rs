@@ -117,6 +117,18 @@ async fn slow_auth_is_closed_with_4008() {
 }
 
 #[tokio::test]
+async fn message_above_the_limit_during_auth_closes_with_1009_and_counts() {
+    let relay = TestRelay::start(open_config()).await;
+    let mut ws = relay.connect_relay().await;
+    read_challenge(&mut ws).await;
+    ws.send(Message::Text("x".repeat(70_000).into()))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut ws).await, close::MESSAGE_TOO_BIG);
+    assert_eq!(relay.relay.metrics().auth_failures("message_too_big"), 1);
+}
+
+#[tokio::test]
 async fn missing_subprotocol_is_refused_before_upgrade() {
     let relay = TestRelay::start(open_config()).await;
     let err = try_connect(relay.addr, "/v1/relay", "", None)
