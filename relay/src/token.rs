@@ -144,6 +144,19 @@ fn parse_subject(subject: &str) -> TokenSubject {
     TokenSubject::Tenant(subject.to_owned())
 }
 
+/// Parses the expiry field, which must be the canonical decimal form that [`mint`] writes:
+/// digits only (no sign), no leading zero unless the value is 0. The MAC covers the value
+/// re-serialised, so without this one token would have many accepted spellings.
+fn parse_canonical_expiry(expiry: &str) -> Result<u64, TokenError> {
+    let canonical = expiry.bytes().all(|b| b.is_ascii_digit())
+        && !expiry.is_empty()
+        && (expiry == "0" || !expiry.starts_with('0'));
+    if !canonical {
+        return Err(TokenError::Malformed);
+    }
+    expiry.parse().map_err(|_| TokenError::Malformed)
+}
+
 fn mac_input(mac: &mut HmacSha256, subject: &str, expires_unix: u64) {
     mac.update(MAC_DOMAIN.as_bytes());
     mac.update(b":");
@@ -190,10 +203,10 @@ pub fn verify(key: &TokenKey, token: &str, now_unix: u64) -> Result<TokenClaims,
     if version != TOKEN_VERSION {
         return Err(TokenError::UnsupportedVersion);
     }
-    if !subject_is_valid(subject) || !expiry.bytes().all(|b| b.is_ascii_digit()) {
+    if !subject_is_valid(subject) {
         return Err(TokenError::Malformed);
     }
-    let expires_unix: u64 = expiry.parse().map_err(|_| TokenError::Malformed)?;
+    let expires_unix = parse_canonical_expiry(expiry)?;
     let tag = URL_SAFE_NO_PAD
         .decode(tag)
         .map_err(|_| TokenError::Malformed)?;
@@ -275,6 +288,21 @@ mod tests {
         let token = format!("v1.{upper}.10.{tag}");
         let claims = verify(&key(1), &token, 0).unwrap();
         assert_eq!(claims.subject, TokenSubject::Identity([0xab; 32]));
+    }
+
+    #[test]
+    fn non_canonical_expiry_is_malformed() {
+        let token = mint(&key(1), "acme", 1_000).unwrap();
+        for respelled in [".01000.", ".+1000.", ".0001000.", ". 1000.", ".1000 ."] {
+            let t = token.replacen(".1000.", respelled, 1);
+            assert_eq!(verify(&key(1), &t, 0), Err(TokenError::Malformed), "{t}");
+        }
+        assert!(verify(&key(1), &token, 0).is_ok());
+        let zero = mint(&key(1), "acme", 0).unwrap();
+        assert_eq!(
+            verify(&key(1), &zero, 0),
+            Err(TokenError::Expired { expired_at_unix: 0 })
+        );
     }
 
     #[test]
