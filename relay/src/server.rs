@@ -337,11 +337,21 @@ fn check_bearer(policy: &TokenPolicy, headers: &HeaderMap) -> Result<(), &'stati
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or("token_missing")?;
-    token::verify(key, value.trim(), crate::unix_now())
+    token::verify(key, value, crate::unix_now())
         .map(|_| ())
         .map_err(|e| e.as_str())
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme name is
+/// case-insensitive (RFC 7235 §2.1, RFC 6750 §2.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// Why a bounded WebSocket write did not complete.
@@ -382,4 +392,19 @@ pub(crate) async fn close_socket(ws: &mut WebSocket, code: u16, reason: &'static
         while let Some(Ok(_)) = ws.recv().await {}
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k "] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+        for value in ["Basic t0k", "Bearer", "Bearer ", "Bearert0k", "t0k"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
 }
