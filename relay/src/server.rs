@@ -118,16 +118,20 @@ impl Relay {
         &self.shared.metrics
     }
 
-    /// Serves `listener` until `shutdown` completes, then stops accepting, sends every
-    /// client a close frame with code 1012 and waits up to the drain timeout for sessions
-    /// to end. A relay serves once: after shutdown it stays shut down.
+    /// Serves `listener` until `shutdown` completes. Then it refuses new WebSocket upgrades
+    /// (503), answers `/healthz` with `503 draining`, sends every client a close frame with
+    /// code 1012 and waits up to the drain timeout for sessions to end; only then does it stop
+    /// the listener. A relay serves once: after shutdown it stays shut down.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let shared = Arc::clone(&self.shared);
-        let cancel = shared.shutdown.clone();
+        // Stops the listener; separate from `shared.shutdown` so that /healthz keeps
+        // answering 503 while sessions drain.
+        let stop_listening = CancellationToken::new();
+        let stop = stop_listening.clone();
         let listener = listener.tap_io(|tcp| {
             // Frames are small and latency-sensitive; never wait to coalesce them.
             let _ = tcp.set_nodelay(true);
@@ -136,7 +140,7 @@ impl Relay {
             listener,
             router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .with_graceful_shutdown(async move { stop.cancelled().await })
         .into_future();
         let mut server = std::pin::pin!(server);
 
@@ -151,26 +155,37 @@ impl Relay {
 
         info!(
             sessions = shared.metrics.sessions_active.get(),
-            "shutting down: no longer accepting, closing sessions with 1012"
+            "shutting down: refusing upgrades, /healthz answers 503, closing sessions with 1012"
         );
+        let deadline = tokio::time::Instant::now() + shared.config.drain_timeout;
         shared.shutdown.cancel();
         shared.tracker.close();
-        let drain = async {
-            if !server_done {
-                let _ = (&mut server).await;
+        // The server keeps being polled meanwhile, so /healthz and upgrade refusals are
+        // answered during the drain.
+        let drained = {
+            let wait = tokio::time::timeout_at(deadline, shared.tracker.wait());
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    waited = &mut wait => break waited.is_ok(),
+                    _ = &mut server, if !server_done => server_done = true,
+                }
             }
-            shared.tracker.wait().await;
         };
-        if tokio::time::timeout(shared.config.drain_timeout, drain)
-            .await
-            .is_err()
-        {
+        stop_listening.cancel();
+        if !server_done {
+            // Plain HTTP requests in flight get the rest of the drain window, at least a
+            // moment; upgraded connections are no longer the server's.
+            let grace = deadline.max(tokio::time::Instant::now() + CLOSE_ACK_TIMEOUT);
+            let _ = tokio::time::timeout_at(grace, &mut server).await;
+        }
+        if drained {
+            info!("drained");
+        } else {
             warn!(
                 remaining = shared.tracker.len(),
                 "drain deadline passed; abandoning remaining connections"
             );
-        } else {
-            info!("drained");
         }
         Ok(())
     }

@@ -603,6 +603,38 @@ async fn shutdown_closes_sessions_with_1012_and_drains() {
 }
 
 #[tokio::test]
+async fn healthz_answers_503_and_upgrades_are_refused_while_draining() {
+    let mut relay = TestRelay::start(open_config()).await;
+    let mut held = relay.connect_relay().await;
+    open_session(&mut held, &signing_key(1), None).await;
+    // `held` is not read from now on, so the relay waits for its close reply and the drain
+    // window stays open for a while.
+    relay.shutdown();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = http_get(relay.addr, "/healthz").await;
+        if status.contains("503") {
+            assert_eq!(body, "draining\n");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never draining");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    match try_connect(relay.addr, "/v1/relay", "pilot-relay.v1", None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!("expected a 503 refusal, got {other:?}"),
+    }
+    drop(held);
+    tokio::time::timeout(WAIT, &mut relay.task)
+        .await
+        .expect("serve returns after draining")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
 async fn healthz_and_metrics_are_served() {
     let relay = TestRelay::start(open_config()).await;
     let (status, body) = http_get(relay.addr, "/healthz").await;
