@@ -5,11 +5,14 @@
 //!
 //! 1. resident memory per idle session: VmRSS of the relay before and after opening
 //!    `IDLE_SESSIONS` authenticated sessions;
-//! 2. throughput: `CLIENTS` WebSocket clients stream PILS-looking frames through the relay
-//!    to the echo and back for `THROUGHPUT_DURATION`; frames/s are the relay's own counters
-//!    (both directions) divided by wall time and by the relay's CPU seconds;
-//! 3. added latency: one client does `LATENCY_ROUNDS` request/echo round trips through the
-//!    relay; the same round trips done directly over UDP are subtracted at p50 and p99.
+//! 2. throughput: `CLIENTS` WebSocket clients stream PILS-shaped frames through the relay
+//!    to the echo and back for `THROUGHPUT_DURATION`; "frames relayed per second" is the
+//!    relay's own forwarded counter summed over both directions (so each echoed frame counts
+//!    twice: once outbound, once inbound) divided by wall time and by the relay's CPU seconds;
+//! 3. latency: one client does `LATENCY_ROUNDS` request/echo round trips through the relay
+//!    and the same number directly over UDP; reported are "p50 via relay minus p50 direct"
+//!    and "p99 via relay minus p99 direct", differences of percentiles (not percentiles of
+//!    a per-round-trip difference).
 //!
 //! Everything stays on loopback and every loop is bounded in count or time.
 #![allow(
@@ -285,9 +288,9 @@ async fn throughput_phase(relay: &RelayProcess, echo_addr: SocketAddr) {
     let frames = (frames_1 - frames_0) as f64;
     let cpu = cpu_1 - cpu_0;
     println!(
-        "throughput:        {CLIENTS} clients, {FRAME_BYTES}-byte frames, {:.0} frames/s through \
-         the relay (both directions), relay CPU {:.2} s in {:.2} s wall -> {:.0} frames per \
-         relay CPU-second",
+        "throughput:        {CLIENTS} clients, {FRAME_BYTES}-byte frames, {:.0} frames relayed per \
+         second, both directions (each echo counts twice), relay CPU {:.2} s in {:.2} s wall \
+         -> {:.0} frames relayed per relay CPU-second",
         frames / wall,
         cpu,
         wall,
@@ -334,7 +337,8 @@ async fn latency_phase(relay: &RelayProcess, echo_addr: SocketAddr) {
     let (d50, d99) = (percentile(&direct, 0.50), percentile(&direct, 0.99));
     println!(
         "latency:           {LATENCY_ROUNDS} round trips; via relay p50 {r50:?} p99 {r99:?}; \
-         direct UDP p50 {d50:?} p99 {d99:?}; added p50 {:?} p99 {:?}",
+         direct UDP p50 {d50:?} p99 {d99:?}; p50 via relay minus p50 direct {:?}, \
+         p99 via relay minus p99 direct {:?}",
         r50.saturating_sub(d50),
         r99.saturating_sub(d99)
     );

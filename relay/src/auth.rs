@@ -110,6 +110,8 @@ pub enum AuthError {
     Token(TokenError),
     /// The reply did not arrive in time.
     Timeout,
+    /// A message during authentication exceeded the WebSocket message size limit.
+    MessageTooBig,
 }
 
 impl AuthError {
@@ -122,6 +124,7 @@ impl AuthError {
             Self::TokenMissing => "token_missing",
             Self::Token(e) => e.as_str(),
             Self::Timeout => "timeout",
+            Self::MessageTooBig => "message_too_big",
         }
     }
 }
@@ -135,6 +138,7 @@ impl fmt::Display for AuthError {
             Self::TokenMissing => f.write_str("a token is required"),
             Self::Token(e) => write!(f, "{e}"),
             Self::Timeout => f.write_str("authentication timed out"),
+            Self::MessageTooBig => f.write_str("message during authentication is too big"),
         }
     }
 }

@@ -30,6 +30,9 @@ pub const AUTH_TIMEOUT: u16 = 4008;
 pub const IDLE_TIMEOUT: u16 = 4010;
 /// 4011: the client did not answer pings.
 pub const PONG_TIMEOUT: u16 = 4011;
+/// 4012: a write to the client did not complete within the write timeout: the client stopped
+/// reading. Reconnect, and read promptly.
+pub const WRITE_TIMEOUT: u16 = 4012;
 /// 4029: too many sessions (for this identity, or on this relay).
 pub const SESSION_LIMIT: u16 = 4029;
 
@@ -42,5 +45,6 @@ pub fn for_auth_error(err: &AuthError) -> u16 {
         AuthError::Token(TokenError::Expired { .. }) => TOKEN_EXPIRED,
         AuthError::Token(_) => TOKEN_INVALID,
         AuthError::Timeout => AUTH_TIMEOUT,
+        AuthError::MessageTooBig => MESSAGE_TOO_BIG,
     }
 }

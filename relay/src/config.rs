@@ -10,6 +10,11 @@ use crate::auth::TokenPolicy;
 
 /// Largest frame (one UDP payload) the relay forwards, in bytes.
 pub const MAX_FRAME_BYTES: usize = 65_535;
+/// Largest UDP payload over IPv4: 65,535 minus the 20-byte IPv4 and 8-byte UDP headers.
+pub const MAX_UDP_PAYLOAD_V4_BYTES: usize = 65_507;
+/// Largest UDP payload over IPv6 without jumbograms: the 16-bit payload length (65,535)
+/// minus the 8-byte UDP header.
+pub const MAX_UDP_PAYLOAD_V6_BYTES: usize = 65_527;
 /// Default time a client has from the upgrade to a valid auth reply.
 pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time without a datagram in either direction before a session is closed.
@@ -18,6 +23,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
 /// Default extra time a client has to show life after a ping.
 pub const DEFAULT_PONG_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default longest wait for one WebSocket write (send or flush) before the client is taken
+/// to have stopped reading.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default time sessions get to close after a shutdown signal.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time allowed to connect to the registry.
@@ -61,6 +69,9 @@ pub struct Config {
     pub pong_timeout: Duration,
     /// Time sessions get to close after shutdown before the relay stops waiting.
     pub drain_timeout: Duration,
+    /// Longest wait for one WebSocket write (or registry write); a client that does not read
+    /// for this long is closed with [`crate::close::WRITE_TIMEOUT`].
+    pub write_timeout: Duration,
     /// Time allowed to connect to the registry.
     pub registry_connect_timeout: Duration,
     /// Packets per second per session and direction (also the burst).
@@ -94,6 +105,7 @@ impl Config {
             ping_interval: DEFAULT_PING_INTERVAL,
             pong_timeout: DEFAULT_PONG_TIMEOUT,
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             registry_connect_timeout: DEFAULT_REGISTRY_CONNECT_TIMEOUT,
             packets_per_sec: DEFAULT_PACKETS_PER_SEC,
             bytes_per_sec: DEFAULT_BYTES_PER_SEC,

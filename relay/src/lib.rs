@@ -6,9 +6,10 @@
 //! that arrives there comes back as one binary message. Peers see an ordinary UDP endpoint.
 //! The wire protocol is described in `PROTOCOL.md`, operations in `README.md`.
 //!
-//! The relay is safe to expose because it forwards only Pilot traffic (spec §3.1, §7.2) to
-//! public addresses ([`policy`]), within per-session token buckets and connection limits,
-//! and counts every refusal ([`metrics`]).
+//! The relay is safe to expose because it forwards only well-formed Pilot frames and
+//! correctly directed beacon messages (spec §3.1, §7.2; [`validate`]) to public addresses
+//! other than its own ([`policy`]), within per-session token buckets, connection limits and
+//! write timeouts, and counts every refusal ([`metrics`]).
 //!
 //! The server is a library so that it can run in-process:
 //!
@@ -33,6 +34,7 @@ mod registry;
 mod server;
 mod session;
 pub mod token;
+pub mod validate;
 
 pub use config::{Config, MAX_FRAME_BYTES};
 pub use server::{

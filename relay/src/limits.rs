@@ -51,6 +51,11 @@ impl<K: Eq + Hash + Clone> SlotCounter<K> {
         })
     }
 
+    /// Whether any slot is held for `key`.
+    pub fn contains(&self, key: &K) -> bool {
+        self.lock().contains_key(key)
+    }
+
     /// Slots currently held for `key`.
     #[cfg(test)]
     pub fn held(&self, key: &K) -> u32 {

@@ -31,7 +31,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print a token for SUBJECT (tenant name, or a client's public key in lowercase hex),
+    /// Print a token for SUBJECT (tenant name, or a client's public key in hex),
     /// signed with the token key, valid for --ttl-secs.
     MintToken(MintArgs),
 }
@@ -49,7 +49,8 @@ struct KeyArgs {
 
 #[derive(Debug, Args)]
 struct MintArgs {
-    /// Tenant name ([A-Za-z0-9_-], up to 64) or 64 lowercase hex digits of a public key.
+    /// Tenant name ([A-Za-z0-9_-], up to 64) or 64 hex digits of a public key (either case;
+    /// written in lowercase). 64 hex digits always name an identity, never a tenant.
     #[arg(long)]
     subject: String,
     /// Validity from now, in seconds.
@@ -96,6 +97,10 @@ struct RunArgs {
     /// Seconds sessions get to close after SIGTERM/Ctrl-C.
     #[arg(long, env = "PILOT_RELAY_DRAIN_TIMEOUT_SECS", default_value_t = config::DEFAULT_DRAIN_TIMEOUT.as_secs())]
     drain_timeout_secs: u64,
+    /// Milliseconds one WebSocket write may wait for a client that is not reading before the
+    /// connection is closed with 4012.
+    #[arg(long, env = "PILOT_RELAY_WRITE_TIMEOUT_MS", default_value_t = config::DEFAULT_WRITE_TIMEOUT.as_millis() as u64)]
+    write_timeout_ms: u64,
     /// Packets per second per session and direction.
     #[arg(long, env = "PILOT_RELAY_PACKETS_PER_SEC", default_value_t = config::DEFAULT_PACKETS_PER_SEC)]
     packets_per_sec: u32,
@@ -164,6 +169,7 @@ fn build_config(args: &RunArgs) -> Result<Config, StartError> {
     config.ping_interval = Duration::from_secs(args.ping_interval_secs.max(1));
     config.pong_timeout = Duration::from_secs(args.pong_timeout_secs);
     config.drain_timeout = Duration::from_secs(args.drain_timeout_secs);
+    config.write_timeout = Duration::from_millis(args.write_timeout_ms.max(1));
     config.packets_per_sec = args.packets_per_sec;
     config.bytes_per_sec = args.bytes_per_sec;
     config.max_sessions = args.max_sessions;

@@ -35,7 +35,7 @@ pub enum DropReason {
     BadHeader = 0,
     /// The frame is longer than 65,535 bytes.
     Oversize = 1,
-    /// The frame does not start with a Pilot tunnel magic or beacon code (spec §3.1, §7.2).
+    /// The frame does not start with a carried tunnel magic or beacon code (spec §3.1, §7.2).
     NotPilot = 2,
     /// The peer address is in a refused range (see [`crate::policy`]).
     RefusedAddress = 3,
@@ -47,11 +47,19 @@ pub enum DropReason {
     SendFailed = 6,
     /// A text message arrived after authentication; only binary messages carry datagrams.
     TextMessage = 7,
+    /// A `PILT` plaintext frame (not carried in either direction).
+    Plaintext = 8,
+    /// A tunnel magic or beacon code whose frame does not decode or is too short.
+    MalformedFrame = 9,
+    /// A beacon message travelling a direction it never takes (or a Sync).
+    BeaconDirection = 10,
+    /// The address is one of the relay's own and not a live session's port.
+    RelaySelf = 11,
 }
 
 impl DropReason {
     /// Every reason, in index order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::BadHeader,
         DropReason::Oversize,
         DropReason::NotPilot,
@@ -60,6 +68,10 @@ impl DropReason {
         DropReason::RateLimited,
         DropReason::SendFailed,
         DropReason::TextMessage,
+        DropReason::Plaintext,
+        DropReason::MalformedFrame,
+        DropReason::BeaconDirection,
+        DropReason::RelaySelf,
     ];
 
     /// Label value.
@@ -73,6 +85,10 @@ impl DropReason {
             Self::RateLimited => "rate_limited",
             Self::SendFailed => "send_failed",
             Self::TextMessage => "text_message",
+            Self::Plaintext => "plaintext",
+            Self::MalformedFrame => "malformed_frame",
+            Self::BeaconDirection => "beacon_direction",
+            Self::RelaySelf => "relay_self",
         }
     }
 }
@@ -92,6 +108,8 @@ pub struct Metrics {
     sessions_refused: IntCounterVec,
     /// Registry pipes currently open.
     pub registry_pipes_active: IntGauge,
+    /// Connections closed because a WebSocket write did not complete in time.
+    pub write_timeouts: IntCounter,
     registry_bytes: [IntCounter; 2],
 }
 
@@ -200,6 +218,11 @@ impl Metrics {
                 "Open /v1/registry pipes",
             )?,
             registry_bytes: per_direction(&registry_bytes)?,
+            write_timeouts: counter(
+                &registry,
+                "pilot_relay_write_timeouts_total",
+                "Connections closed with 4012 because the client stopped reading",
+            )?,
             registry,
         })
     }

@@ -34,6 +34,8 @@ pub enum Refusal {
     Reserved,
     /// Port 0 cannot be a datagram destination.
     PortZero,
+    /// One of the relay's own addresses, on a port that is not a live session of this relay.
+    RelaySelf,
 }
 
 impl Refusal {
@@ -50,6 +52,7 @@ impl Refusal {
             Self::Documentation => "documentation",
             Self::Reserved => "reserved",
             Self::PortZero => "port_zero",
+            Self::RelaySelf => "relay_self",
         }
     }
 }
@@ -83,37 +86,55 @@ const V4_SPECIAL: [(u32, u8, Refusal); 16] = [
     (0xf000_0000, 4, Refusal::Reserved),    // 240.0.0.0/4 future use
 ];
 
-/// Special-purpose IPv6 ranges. Ranges that embed an IPv4 address (mapped, NAT64, 6to4) are
-/// handled separately in [`classify_v6`] so the embedded address is judged instead.
-const V6_SPECIAL: [(u128, u8, Refusal); 12] = [
+/// Special-purpose IPv6 ranges, checked in order (most specific first). Ranges that embed
+/// an IPv4 address (mapped, the NAT64 well-known `/96`, 6to4) are handled before this table
+/// in [`classify_v6`] so the embedded address is judged instead.
+const V6_SPECIAL: [(u128, u8, Refusal); 16] = [
     (0, 128, Refusal::Unspecified), // ::
     (1, 128, Refusal::Loopback),    // ::1
-    (0, 96, Refusal::Reserved),     // ::/96 deprecated IPv4-compatible
     (
         0x0064_ff9b_0001_0000_0000_0000_0000_0000,
         48,
         Refusal::Private,
-    ), // 64:ff9b:1::/48 local NAT64
+    ), // 64:ff9b:1::/48 local-use NAT64 (RFC 8215)
+    (
+        0x0064_ff9b_0000_0000_0000_0000_0000_0000,
+        32,
+        Refusal::Reserved,
+    ), // 64:ff9b::/32 outside the well-known /96: no defined meaning
+    // ::/8 (RFC 4291 reserved): IPv4-compatible ::/96, SIIT ::ffff:0:0:0/96 and the rest.
+    // After the NAT64 entries, which lie inside it.
+    (0, 8, Refusal::Reserved),
     (
         0x0100_0000_0000_0000_0000_0000_0000_0000,
         64,
         Refusal::Reserved,
-    ), // 100::/64 discard-only
-    (
-        0x2001_0000_0000_0000_0000_0000_0000_0000,
-        23,
-        Refusal::Reserved,
-    ), // 2001::/23 IETF (Teredo, ORCHID, benchmarking)
+    ), // 100::/64 discard-only (RFC 6666)
     (
         0x2001_0db8_0000_0000_0000_0000_0000_0000,
         32,
         Refusal::Documentation,
     ), // 2001:db8::/32
     (
+        0x2001_0000_0000_0000_0000_0000_0000_0000,
+        23,
+        Refusal::Reserved,
+    ), // 2001::/23 IETF protocol assignments (Teredo, ORCHID, benchmarking, ...), all of it
+    (
+        0x2620_004f_8000_0000_0000_0000_0000_0000,
+        48,
+        Refusal::Reserved,
+    ), // 2620:4f:8000::/48 AS112 DNS sinks (RFC 7534)
+    (
         0x3fff_0000_0000_0000_0000_0000_0000_0000,
         20,
         Refusal::Documentation,
     ), // 3fff::/20
+    (
+        0x5f00_0000_0000_0000_0000_0000_0000_0000,
+        16,
+        Refusal::Reserved,
+    ), // 5f00::/16 SRv6 SIDs (RFC 9602)
     (
         0xfc00_0000_0000_0000_0000_0000_0000_0000,
         7,
@@ -134,10 +155,17 @@ const V6_SPECIAL: [(u128, u8, Refusal); 12] = [
         8,
         Refusal::Multicast,
     ), // ff00::/8
+    (
+        0xfe00_0000_0000_0000_0000_0000_0000_0000,
+        9,
+        Refusal::Reserved,
+    ), // fe00::/9 unassigned, never routed
 ];
 
 /// `64:ff9b::/96`, the well-known NAT64 prefix (RFC 6052): the last 32 bits are IPv4.
 const NAT64_PREFIX: u128 = 0x0064_ff9b_0000_0000_0000_0000_0000_0000;
+/// `2000::/3`, the IPv6 global unicast space (RFC 4291 §2.4).
+const GLOBAL_UNICAST_PREFIX: u128 = 0x2000_0000_0000_0000_0000_0000_0000_0000;
 /// `2002::/16`, 6to4 (RFC 3056): bits 16..48 are an IPv4 address.
 const SIX_TO_FOUR_PREFIX: u128 = 0x2002_0000_0000_0000_0000_0000_0000_0000;
 
@@ -178,6 +206,11 @@ pub fn classify_v6(ip: Ipv6Addr) -> Option<Refusal> {
         .iter()
         .find(|(net, len, _)| in_prefix_v6(bits, *net, *len))
         .map(|(_, _, verdict)| *verdict)
+        .or_else(|| {
+            // Everything outside 2000::/3 that the table did not name is unassigned or
+            // reserved by the IETF (RFC 4291 §2.4): no public peer lives there.
+            (!in_prefix_v6(bits, GLOBAL_UNICAST_PREFIX, 3)).then_some(Refusal::Reserved)
+        })
 }
 
 /// The special-purpose range `ip` belongs to, if any.
@@ -200,23 +233,69 @@ pub fn normalize(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Decides whether a peer address may be used: public addresses always, special-purpose ones
-/// only when an operator-configured CIDR covers them.
+/// only when an operator-configured CIDR covers them, and the relay's own addresses only on
+/// the ports of its live sessions.
 #[derive(Debug, Clone, Default)]
 pub struct AddressPolicy {
     allow: Vec<IpNet>,
+    own: Vec<IpAddr>,
 }
 
 impl AddressPolicy {
     /// A policy that additionally allows every address inside one of `allow`.
     pub fn new(allow: Vec<IpNet>) -> Self {
-        Self { allow }
+        Self {
+            allow,
+            own: Vec::new(),
+        }
+    }
+
+    /// Adds the relay's own addresses: they are refused on every port that is not a live
+    /// session of this relay, whatever `allow` says. Otherwise a client could reach services
+    /// on the relay host (a resolver, a metrics agent) through its public address, which no
+    /// range check catches. IPv4-mapped forms are normalised.
+    pub fn with_own_addresses(mut self, own: impl IntoIterator<Item = IpAddr>) -> Self {
+        for ip in own {
+            let ip = normalize(SocketAddr::new(ip, 0)).ip();
+            if !ip.is_unspecified() && !self.own.contains(&ip) {
+                self.own.push(ip);
+            }
+        }
+        self
+    }
+
+    /// The relay's own addresses, as configured.
+    pub fn own_addresses(&self) -> &[IpAddr] {
+        &self.own
     }
 
     /// Checks `addr` (normalised first) and returns the address to use, or why it is refused.
+    /// Every port of the relay's own addresses counts as not a session (see
+    /// [`AddressPolicy::check_with_sessions`]).
     pub fn check(&self, addr: SocketAddr) -> Result<SocketAddr, Refusal> {
+        self.check_with_sessions(addr, |_| false)
+    }
+
+    /// Like [`AddressPolicy::check`], but a relay address on a port for which
+    /// `is_session_port` holds is allowed: session-to-session traffic through one relay is
+    /// ordinary Pilot traffic between two clients.
+    pub fn check_with_sessions(
+        &self,
+        addr: SocketAddr,
+        is_session_port: impl FnOnce(u16) -> bool,
+    ) -> Result<SocketAddr, Refusal> {
         let addr = normalize(addr);
         if addr.port() == 0 {
             return Err(Refusal::PortZero);
+        }
+        // Before the allow-list: `--allow-dest 127.0.0.0/8` must not open the relay's own
+        // loopback public address to arbitrary ports.
+        if self.own.contains(&addr.ip()) {
+            return if is_session_port(addr.port()) {
+                Ok(addr)
+            } else {
+                Err(Refusal::RelaySelf)
+            };
         }
         if self.allow.iter().any(|net| net.contains(&addr.ip())) {
             return Ok(addr);
@@ -296,6 +375,48 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_forms_embedding_ipv4_or_otherwise_special_are_refused() {
+        let cases = [
+            // ::/8 beyond mapped: IPv4-compatible, SIIT, and anything else in it.
+            ("::8.8.8.8", Some(Refusal::Reserved)),
+            ("::ffff:0:8.8.8.8", Some(Refusal::Reserved)),
+            ("::ffff:0:127.0.0.1", Some(Refusal::Reserved)),
+            ("0:1::1", Some(Refusal::Reserved)),
+            ("ff::1", Some(Refusal::Reserved)),
+            // NAT64: the well-known /96 is judged by the embedded address; the rest of the
+            // /32 and the local-use /48 are refused.
+            ("64:ff9b::8.8.8.8", None),
+            ("64:ff9b::127.0.0.1", Some(Refusal::Loopback)),
+            ("64:ff9b:0:1::8.8.8.8", Some(Refusal::Reserved)),
+            ("64:ff9b:ffff::1", Some(Refusal::Reserved)),
+            ("64:ff9b:1::8.8.8.8", Some(Refusal::Private)),
+            ("64:ff9b:1:ffff::1", Some(Refusal::Private)),
+            ("64:ff9c::1", Some(Refusal::Reserved)), // still inside ::/8
+            ("100::1", Some(Refusal::Reserved)),
+            ("100:0:0:0:ffff::1", Some(Refusal::Reserved)),
+            ("100:0:0:1::1", Some(Refusal::Reserved)), // outside 2000::/3
+            ("4000::1", Some(Refusal::Reserved)),
+            ("e000::1", Some(Refusal::Reserved)),
+            ("2a00:1450::1", None),
+            ("5f00::1", Some(Refusal::Reserved)),
+            ("5f00:ffff::1", Some(Refusal::Reserved)),
+            ("5f01::1", Some(Refusal::Reserved)), // outside 2000::/3
+            ("2001::1", Some(Refusal::Reserved)),
+            ("2001:2::1", Some(Refusal::Reserved)),
+            ("2001:10::1", Some(Refusal::Reserved)),
+            ("2001:1ff::1", Some(Refusal::Reserved)),
+            ("2001:200::1", None),
+            ("2620:4f:8000::1", Some(Refusal::Reserved)),
+            ("2620:4f:8001::1", None),
+            ("2002:7f00:1::1", Some(Refusal::Loopback)),
+            ("fe00::1", Some(Refusal::Reserved)),
+        ];
+        for (ip, want) in cases {
+            assert_eq!(verdict(ip), want, "{ip}");
+        }
+    }
+
+    #[test]
     fn embedded_ipv4_is_judged_as_ipv4() {
         assert_eq!(verdict("::ffff:127.0.0.1"), Some(Refusal::Loopback));
         assert_eq!(verdict("::ffff:10.1.2.3"), Some(Refusal::Private));
@@ -322,5 +443,36 @@ mod tests {
             AddressPolicy::default().check("127.0.0.1:9000".parse().unwrap()),
             Err(Refusal::Loopback)
         );
+    }
+
+    #[test]
+    fn own_addresses_are_refused_except_session_ports_even_when_allowed() {
+        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()]).with_own_addresses([
+            "127.0.0.5".parse().unwrap(),
+            "::ffff:198.51.100.9".parse().unwrap(),
+        ]);
+        let own: SocketAddr = "127.0.0.5:53".parse().unwrap();
+        assert_eq!(policy.check(own), Err(Refusal::RelaySelf));
+        assert_eq!(
+            policy.check_with_sessions(own, |port| port == 40_000),
+            Err(Refusal::RelaySelf)
+        );
+        let session: SocketAddr = "127.0.0.5:40000".parse().unwrap();
+        assert_eq!(
+            policy.check_with_sessions(session, |port| port == 40_000),
+            Ok(session)
+        );
+        // A public own address (given mapped) is refused too, in either form.
+        assert_eq!(
+            policy.check("198.51.100.9:8080".parse().unwrap()),
+            Err(Refusal::RelaySelf)
+        );
+        assert_eq!(
+            policy.check("[::ffff:198.51.100.9]:8080".parse().unwrap()),
+            Err(Refusal::RelaySelf)
+        );
+        // Other loopback addresses stay governed by the allow-list.
+        let other: SocketAddr = "127.0.0.1:53".parse().unwrap();
+        assert_eq!(policy.check(other), Ok(other));
     }
 }

@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::close;
 use crate::metrics::Direction;
-use crate::server::{close_socket, Shared, SHUTDOWN_REASON};
+use crate::server::{bounded_write, close_socket, Shared, WriteError, SHUTDOWN_REASON};
 use crate::session::is_capacity_error;
 
 /// Bytes read from the registry per WebSocket message.
@@ -69,7 +69,10 @@ async fn pipe(ws: &mut WebSocket, tcp: TcpStream, shared: &Shared) -> (u16, &'st
             msg = ws.recv() => match msg {
                 Some(Ok(Message::Binary(bytes))) => {
                     idle.as_mut().reset(Instant::now() + idle_timeout);
-                    if to_registry.write_all(&bytes).await.is_err() {
+                    // A registry that stops reading must not pin the pipe either.
+                    let written =
+                        tokio::time::timeout(shared.config.write_timeout, to_registry.write_all(&bytes)).await;
+                    if !matches!(written, Ok(Ok(()))) {
                         return (close::INTERNAL_ERROR, "registry write failed");
                     }
                     shared.metrics.registry_piped(Direction::Outbound, bytes.len());
@@ -95,8 +98,13 @@ async fn pipe(ws: &mut WebSocket, tcp: TcpStream, shared: &Shared) -> (u16, &'st
                 Ok(n) => {
                     idle.as_mut().reset(Instant::now() + idle_timeout);
                     let chunk = buffer.get(..n).unwrap_or_default().to_vec();
-                    if ws.send(Message::Binary(chunk.into())).await.is_err() {
-                        return (close::NORMAL, "websocket write failed");
+                    match bounded_write(shared.config.write_timeout, ws.send(Message::Binary(chunk.into()))).await {
+                        Ok(()) => {}
+                        Err(WriteError::Failed) => return (close::NORMAL, "websocket write failed"),
+                        Err(WriteError::TimedOut) => {
+                            shared.metrics.write_timeouts.inc();
+                            return (close::WRITE_TIMEOUT, "client not reading");
+                        }
                     }
                     shared.metrics.registry_piped(Direction::Inbound, n);
                 }

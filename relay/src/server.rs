@@ -46,6 +46,9 @@ pub enum ServeError {
     Metrics(prometheus::Error),
     /// The listener failed.
     Io(std::io::Error),
+    /// The host's interface addresses could not be read (needed to refuse the relay itself
+    /// as a destination when the UDP sockets bind to an unspecified address).
+    Interfaces(std::io::Error),
 }
 
 impl fmt::Display for ServeError {
@@ -53,6 +56,7 @@ impl fmt::Display for ServeError {
         match self {
             Self::Metrics(e) => write!(f, "metrics registry: {e}"),
             Self::Io(e) => write!(f, "listener: {e}"),
+            Self::Interfaces(e) => write!(f, "reading interface addresses: {e}"),
         }
     }
 }
@@ -68,6 +72,8 @@ pub(crate) struct Shared {
     pub(crate) total_slots: Arc<SlotCounter<()>>,
     pub(crate) ip_slots: Arc<SlotCounter<IpAddr>>,
     pub(crate) identity_slots: Arc<SlotCounter<[u8; 32]>>,
+    /// UDP ports of live sessions (all bound to `udp_bind_ip`), one slot each.
+    pub(crate) session_ports: Arc<SlotCounter<u16>>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tracker: TaskTracker,
 }
@@ -89,9 +95,13 @@ impl Relay {
     /// Builds a relay; nothing is bound until [`Relay::serve`].
     pub fn new(config: Config) -> Result<Self, ServeError> {
         let metrics = Metrics::new().map_err(ServeError::Metrics)?;
+        let policy = AddressPolicy::new(config.allow_dest.clone())
+            .with_own_addresses(own_addresses(&config)?);
+        info!(own = ?policy.own_addresses(), "refusing the relay's own addresses as destinations");
         Ok(Self {
             shared: Arc::new(Shared {
-                policy: AddressPolicy::new(config.allow_dest.clone()),
+                policy,
+                session_ports: SlotCounter::new(1),
                 total_slots: SlotCounter::new(config.max_sessions),
                 ip_slots: SlotCounter::new(config.max_sessions_per_ip),
                 identity_slots: SlotCounter::new(config.max_sessions_per_identity),
@@ -108,16 +118,20 @@ impl Relay {
         &self.shared.metrics
     }
 
-    /// Serves `listener` until `shutdown` completes, then stops accepting, sends every
-    /// client a close frame with code 1012 and waits up to the drain timeout for sessions
-    /// to end. A relay serves once: after shutdown it stays shut down.
+    /// Serves `listener` until `shutdown` completes. Then it refuses new WebSocket upgrades
+    /// (503), answers `/healthz` with `503 draining`, sends every client a close frame with
+    /// code 1012 and waits up to the drain timeout for sessions to end; only then does it stop
+    /// the listener. A relay serves once: after shutdown it stays shut down.
     pub async fn serve(
         &self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServeError> {
         let shared = Arc::clone(&self.shared);
-        let cancel = shared.shutdown.clone();
+        // Stops the listener; separate from `shared.shutdown` so that /healthz keeps
+        // answering 503 while sessions drain.
+        let stop_listening = CancellationToken::new();
+        let stop = stop_listening.clone();
         let listener = listener.tap_io(|tcp| {
             // Frames are small and latency-sensitive; never wait to coalesce them.
             let _ = tcp.set_nodelay(true);
@@ -126,7 +140,7 @@ impl Relay {
             listener,
             router(Arc::clone(&shared)).into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .with_graceful_shutdown(async move { stop.cancelled().await })
         .into_future();
         let mut server = std::pin::pin!(server);
 
@@ -141,29 +155,62 @@ impl Relay {
 
         info!(
             sessions = shared.metrics.sessions_active.get(),
-            "shutting down: no longer accepting, closing sessions with 1012"
+            "shutting down: refusing upgrades, /healthz answers 503, closing sessions with 1012"
         );
+        let deadline = tokio::time::Instant::now() + shared.config.drain_timeout;
         shared.shutdown.cancel();
         shared.tracker.close();
-        let drain = async {
-            if !server_done {
-                let _ = (&mut server).await;
+        // The server keeps being polled meanwhile, so /healthz and upgrade refusals are
+        // answered during the drain.
+        let drained = {
+            let wait = tokio::time::timeout_at(deadline, shared.tracker.wait());
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    waited = &mut wait => break waited.is_ok(),
+                    _ = &mut server, if !server_done => server_done = true,
+                }
             }
-            shared.tracker.wait().await;
         };
-        if tokio::time::timeout(shared.config.drain_timeout, drain)
-            .await
-            .is_err()
-        {
+        stop_listening.cancel();
+        if !server_done {
+            // Plain HTTP requests in flight get the rest of the drain window, at least a
+            // moment; upgraded connections are no longer the server's.
+            let grace = deadline.max(tokio::time::Instant::now() + CLOSE_ACK_TIMEOUT);
+            let _ = tokio::time::timeout_at(grace, &mut server).await;
+        }
+        if drained {
+            info!("drained");
+        } else {
             warn!(
                 remaining = shared.tracker.len(),
                 "drain deadline passed; abandoning remaining connections"
             );
-        } else {
-            info!("drained");
         }
         Ok(())
     }
+}
+
+/// The relay's own addresses (see [`AddressPolicy::with_own_addresses`]): the public IP
+/// (always, even when loopback: it is what clients are told), the UDP bind IP unless it is
+/// unspecified or loopback, and, when it is unspecified, every non-loopback interface address,
+/// read once now. Loopback addresses of the host are left to the range policy: refused unless
+/// `--allow-dest` names them, and an operator who does so (a development relay next to a
+/// local daemon) has chosen to let clients reach local services.
+fn own_addresses(config: &Config) -> Result<Vec<IpAddr>, ServeError> {
+    let mut own: Vec<IpAddr> = config.public_ip.into_iter().collect();
+    if config.udp_bind_ip.is_unspecified() {
+        let interfaces = if_addrs::get_if_addrs().map_err(ServeError::Interfaces)?;
+        own.extend(
+            interfaces
+                .iter()
+                .filter(|i| !i.is_loopback())
+                .map(if_addrs::Interface::ip),
+        );
+    } else if !config.udp_bind_ip.is_loopback() {
+        own.push(config.udp_bind_ip);
+    }
+    Ok(own)
 }
 
 /// Runs a relay with `config` on `listener` until `shutdown` completes (see [`Relay::serve`]).
@@ -305,24 +352,74 @@ fn check_bearer(policy: &TokenPolicy, headers: &HeaderMap) -> Result<(), &'stati
     let value = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .ok_or("token_missing")?;
-    token::verify(key, value.trim(), crate::unix_now())
+    token::verify(key, value, crate::unix_now())
         .map(|_| ())
         .map_err(|e| e.as_str())
 }
 
-/// Sends a close frame and waits briefly for the client's reply.
+/// The token of an `Authorization: Bearer <token>` value. The scheme name is
+/// case-insensitive (RFC 7235 §2.1, RFC 6750 §2.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
+}
+
+/// Why a bounded WebSocket write did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteError {
+    /// The connection failed or is closed.
+    Failed,
+    /// The write did not complete in time: the client is not reading.
+    TimedOut,
+}
+
+/// Runs one WebSocket write (send, feed or flush) for at most `limit`.
+pub(crate) async fn bounded_write<T>(
+    limit: std::time::Duration,
+    write: impl Future<Output = Result<T, axum::Error>>,
+) -> Result<T, WriteError> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(WriteError::Failed),
+        Err(_) => Err(WriteError::TimedOut),
+    }
+}
+
+/// Sends a close frame and waits briefly for the client's reply. Both steps are bounded, so a
+/// client that stopped reading cannot hold the connection open.
 pub(crate) async fn close_socket(ws: &mut WebSocket, code: u16, reason: &'static str) {
     let frame = axum::extract::ws::CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
     };
-    if ws.send(Message::Close(Some(frame))).await.is_err() {
+    if bounded_write(CLOSE_ACK_TIMEOUT, ws.send(Message::Close(Some(frame))))
+        .await
+        .is_err()
+    {
         return;
     }
     let _ = tokio::time::timeout(CLOSE_ACK_TIMEOUT, async {
         while let Some(Ok(_)) = ws.recv().await {}
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k "] {
+            assert_eq!(bearer_token(value), Some("t0k"), "{value}");
+        }
+        for value in ["Basic t0k", "Bearer", "Bearer ", "Bearert0k", "t0k"] {
+            assert_eq!(bearer_token(value), None, "{value}");
+        }
+    }
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt as _;
-use pilot_core::frame::classify;
 use rand_core::OsRng;
 use tokio::net::UdpSocket;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
@@ -22,13 +21,14 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{self, AuthError, Authenticated, Challenge, Ready};
 use crate::close;
-use crate::config::MAX_FRAME_BYTES;
+use crate::config::{MAX_FRAME_BYTES, MAX_UDP_PAYLOAD_V4_BYTES, MAX_UDP_PAYLOAD_V6_BYTES};
 use crate::header;
 use crate::limits::Slot;
 use crate::metrics::{Direction, DropReason, Metrics};
-use crate::policy::AddressPolicy;
+use crate::policy::Refusal;
 use crate::ratelimit::RateLimit;
-use crate::server::{close_socket, Shared, SHUTDOWN_REASON};
+use crate::server::{bounded_write, close_socket, Shared, WriteError, SHUTDOWN_REASON};
+use crate::validate::{self, FrameRefusal};
 
 /// Datagrams read per UDP wake-up before the task yields to its other events.
 const MAX_DATAGRAMS_PER_WAKE: usize = 64;
@@ -110,6 +110,11 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, peer: SocketAddr
         return;
     };
     let public = SocketAddr::new(shared.config.public_ip.unwrap_or(local.ip()), local.port());
+    // Other sessions of this relay may send to this port (policy: own addresses).
+    let Some(port_slot) = shared.session_ports.acquire(local.port()) else {
+        close_socket(&mut ws, close::INTERNAL_ERROR, "no UDP socket available").await;
+        return;
+    };
 
     let ready = Ready {
         kind: "ready".to_owned(),
@@ -120,7 +125,13 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, peer: SocketAddr
     let Ok(ready) = serde_json::to_string(&ready) else {
         return;
     };
-    if ws.send(Message::Text(ready.into())).await.is_err() {
+    if bounded_write(
+        shared.config.write_timeout,
+        ws.send(Message::Text(ready.into())),
+    )
+    .await
+    .is_err()
+    {
         return;
     }
 
@@ -129,6 +140,8 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, peer: SocketAddr
     info!(peer = %peer, identity, tenant = ?auth.tenant, udp = %public, "session up");
     let mut session = Session::new(&shared, udp, local, peer, identity.clone(), identity_slot);
     let (code, reason) = session.pump(&mut ws).await;
+    drop(session);
+    drop(port_slot);
     drop(active);
     info!(peer = %peer, identity, udp = %public, close_code = code, reason, "session down");
     if code != close::NORMAL {
@@ -140,9 +153,12 @@ async fn authenticate(ws: &mut WebSocket, shared: &Shared) -> Result<Authenticat
     let deadline = Instant::now() + shared.config.auth_timeout;
     let challenge = Challenge::new(&mut OsRng, crate::unix_now());
     let text = serde_json::to_string(&challenge).map_err(|_| AuthEnd::Disconnected)?;
-    ws.send(Message::Text(text.into()))
-        .await
-        .map_err(|_| AuthEnd::Disconnected)?;
+    bounded_write(
+        shared.config.write_timeout,
+        ws.send(Message::Text(text.into())),
+    )
+    .await
+    .map_err(|_| AuthEnd::Disconnected)?;
 
     loop {
         tokio::select! {
@@ -160,7 +176,14 @@ async fn authenticate(ws: &mut WebSocket, shared: &Shared) -> Result<Authenticat
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(Message::Binary(_))) => return Err(AuthEnd::Failed(AuthError::Malformed)),
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(AuthEnd::Disconnected),
+                Some(Err(err)) => {
+                    return Err(if is_capacity_error(err) {
+                        AuthEnd::Failed(AuthError::MessageTooBig)
+                    } else {
+                        AuthEnd::Disconnected
+                    });
+                }
+                Some(Ok(Message::Close(_))) | None => return Err(AuthEnd::Disconnected),
             },
         }
     }
@@ -211,8 +234,12 @@ impl<'a> Session<'a> {
         &self.shared.metrics
     }
 
-    fn policy(&self) -> &AddressPolicy {
-        &self.shared.policy
+    /// The address policy, with this relay's live session ports as the allowed own ports.
+    fn check_address(&self, addr: SocketAddr) -> Result<SocketAddr, Refusal> {
+        let ports = &self.shared.session_ports;
+        self.shared
+            .policy
+            .check_with_sessions(addr, |port| ports.contains(&port))
     }
 
     fn drop_frame(&self, reason: DropReason, dir: Direction, addr: Option<SocketAddr>) {
@@ -261,7 +288,7 @@ impl<'a> Session<'a> {
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                         Some(Ok(Message::Close(_))) | None => {
                             // Lets the automatic close reply go out.
-                            let _ = ws.flush().await;
+                            let _ = bounded_write(config.write_timeout, ws.flush()).await;
                             return (close::NORMAL, "client closed");
                         }
                         Some(Err(err)) => {
@@ -281,15 +308,20 @@ impl<'a> Session<'a> {
                     match self.inbound_batch(ws).await {
                         Ok(true) => last_datagram = Instant::now(),
                         Ok(false) => {}
-                        Err(()) => return (close::NORMAL, "websocket write failed"),
+                        Err(err) => return self.write_failed(err),
                     }
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > ping_interval + config.pong_timeout {
                         return (close::PONG_TIMEOUT, "no pong");
                     }
-                    if ws.send(Message::Ping(Default::default())).await.is_err() {
-                        return (close::NORMAL, "websocket write failed");
+                    let sent = bounded_write(
+                        config.write_timeout,
+                        ws.send(Message::Ping(Default::default())),
+                    )
+                    .await;
+                    if let Err(err) = sent {
+                        return self.write_failed(err);
                     }
                 }
                 () = &mut idle => {
@@ -299,6 +331,18 @@ impl<'a> Session<'a> {
                     }
                     idle.as_mut().reset(deadline);
                 }
+            }
+        }
+    }
+
+    /// The close code and reason after a failed WebSocket write; a timed-out write is counted.
+    fn write_failed(&self, err: WriteError) -> (u16, &'static str) {
+        match err {
+            WriteError::Failed => (close::NORMAL, "websocket write failed"),
+            WriteError::TimedOut => {
+                self.metrics().write_timeouts.inc();
+                warn!(peer = %self.peer, identity = self.identity, "client stopped reading; closing");
+                (close::WRITE_TIMEOUT, "client not reading")
             }
         }
     }
@@ -318,18 +362,19 @@ impl<'a> Session<'a> {
             return false;
         }
         // Not an open proxy: only Pilot tunnel frames and beacon messages (spec §3.1, §7.2).
-        if classify(frame).is_none() {
-            self.drop_frame(DropReason::NotPilot, dir, Some(dest));
+        if let Err(refusal) = validate::check(frame, dir) {
+            self.drop_frame(frame_drop_reason(refusal), dir, Some(dest));
             return false;
         }
-        let dest = match self.policy().check(dest) {
+        let dest = match self.check_address(dest) {
             Ok(dest) => dest,
             Err(refusal) => {
-                self.metrics().dropped(DropReason::RefusedAddress, dir);
+                let reason = address_drop_reason(refusal);
+                self.metrics().dropped(reason, dir);
                 debug!(
                     peer = %self.peer,
                     identity = self.identity,
-                    reason = DropReason::RefusedAddress.as_str(),
+                    reason = reason.as_str(),
                     range = refusal.as_str(),
                     addr = %dest,
                     "datagram dropped"
@@ -348,6 +393,12 @@ impl<'a> Session<'a> {
                 return false;
             }
         };
+        // A frame the datagram cannot hold would fail at send; refuse it before it costs the
+        // session rate budget.
+        if frame.len() > max_udp_payload(dest) {
+            self.drop_frame(DropReason::Oversize, dir, Some(dest));
+            return false;
+        }
         if !self.outbound_rate.admit(frame.len(), now) {
             self.drop_frame(DropReason::RateLimited, dir, Some(dest));
             return false;
@@ -367,7 +418,10 @@ impl<'a> Session<'a> {
 
     /// Reads every waiting datagram (up to [`MAX_DATAGRAMS_PER_WAKE`]) and queues the
     /// admitted ones on the WebSocket, flushing once. `Ok(true)` if any was delivered.
-    async fn inbound_batch(&mut self, ws: &mut WebSocket) -> Result<bool, ()> {
+    /// Every write is bounded by the write timeout, so a client that stops reading cannot
+    /// block the session's timers and shutdown signal for longer than that.
+    async fn inbound_batch(&mut self, ws: &mut WebSocket) -> Result<bool, WriteError> {
+        let limit = self.shared.config.write_timeout;
         let mut delivered = false;
         for _ in 0..MAX_DATAGRAMS_PER_WAKE {
             let message = match self.receive_one() {
@@ -381,13 +435,11 @@ impl<'a> Session<'a> {
                     continue;
                 }
             };
-            ws.feed(Message::Binary(message.into()))
-                .await
-                .map_err(|_| ())?;
+            bounded_write(limit, ws.feed(Message::Binary(message.into()))).await?;
             delivered = true;
         }
         if delivered {
-            ws.flush().await.map_err(|_| ())?;
+            bounded_write(limit, ws.flush()).await?;
         }
         Ok(delivered)
     }
@@ -402,14 +454,14 @@ impl<'a> Session<'a> {
 
     fn admit_inbound(&mut self, source: SocketAddr, frame: &[u8]) -> Inbound {
         let dir = Direction::Inbound;
-        if classify(frame).is_none() {
-            self.drop_frame(DropReason::NotPilot, dir, Some(source));
+        if let Err(refusal) = validate::check(frame, dir) {
+            self.drop_frame(frame_drop_reason(refusal), dir, Some(source));
             return Inbound::Dropped;
         }
-        let source = match self.policy().check(source) {
+        let source = match self.check_address(source) {
             Ok(source) => source,
-            Err(_) => {
-                self.drop_frame(DropReason::RefusedAddress, dir, Some(source));
+            Err(refusal) => {
+                self.drop_frame(address_drop_reason(refusal), dir, Some(source));
                 return Inbound::Dropped;
             }
         };
@@ -425,10 +477,54 @@ impl<'a> Session<'a> {
     }
 }
 
+/// The largest UDP payload a datagram to `dest` can carry: IPv4 limits apply to IPv4-mapped
+/// destinations, which leave as IPv4 packets.
+fn max_udp_payload(dest: SocketAddr) -> usize {
+    match dest.ip() {
+        IpAddr::V4(_) => MAX_UDP_PAYLOAD_V4_BYTES,
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => MAX_UDP_PAYLOAD_V4_BYTES,
+        IpAddr::V6(_) => MAX_UDP_PAYLOAD_V6_BYTES,
+    }
+}
+
+/// The metrics label of an address refusal.
+fn address_drop_reason(refusal: Refusal) -> DropReason {
+    match refusal {
+        Refusal::RelaySelf => DropReason::RelaySelf,
+        _ => DropReason::RefusedAddress,
+    }
+}
+
+/// The metrics label of a frame refusal.
+fn frame_drop_reason(refusal: FrameRefusal) -> DropReason {
+    match refusal {
+        FrameRefusal::NotPilot => DropReason::NotPilot,
+        FrameRefusal::Plaintext => DropReason::Plaintext,
+        FrameRefusal::Malformed => DropReason::MalformedFrame,
+        FrameRefusal::BeaconDirection => DropReason::BeaconDirection,
+    }
+}
+
 /// Whether a receive error is tungstenite refusing a message above `max_message_size`.
 pub(crate) fn is_capacity_error(err: axum::Error) -> bool {
     matches!(
         err.into_inner().downcast_ref::<tungstenite::Error>(),
         Some(tungstenite::Error::Capacity(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn udp_payload_limit_follows_the_family_on_the_wire() {
+        let v4: SocketAddr = "198.51.100.1:9".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:198.51.100.1]:9".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:9".parse().unwrap();
+        assert_eq!(max_udp_payload(v4), 65_507);
+        assert_eq!(max_udp_payload(mapped), 65_507);
+        assert_eq!(max_udp_payload(v6), 65_527);
+    }
 }

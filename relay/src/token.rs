@@ -129,16 +129,32 @@ fn subject_is_valid(subject: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// Whether `subject` names an identity: exactly 64 hex digits, in either case. Uppercase
+/// counts too, so that no spelling of a public key can be read as a tenant name (a tenant
+/// token is usable by every identity).
+fn is_identity_subject(subject: &str) -> bool {
+    subject.len() == IDENTITY_SUBJECT_BYTES && subject.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 fn parse_subject(subject: &str) -> TokenSubject {
-    if subject.len() == IDENTITY_SUBJECT_BYTES {
-        let mut key = [0u8; 32];
-        if hex::decode_to_slice(subject, &mut key).is_ok()
-            && subject.bytes().all(|b| !b.is_ascii_uppercase())
-        {
-            return TokenSubject::Identity(key);
-        }
+    let mut key = [0u8; 32];
+    if is_identity_subject(subject) && hex::decode_to_slice(subject, &mut key).is_ok() {
+        return TokenSubject::Identity(key);
     }
     TokenSubject::Tenant(subject.to_owned())
+}
+
+/// Parses the expiry field, which must be the canonical decimal form that [`mint`] writes:
+/// digits only (no sign), no leading zero unless the value is 0. The MAC covers the value
+/// re-serialised, so without this one token would have many accepted spellings.
+fn parse_canonical_expiry(expiry: &str) -> Result<u64, TokenError> {
+    let canonical = expiry.bytes().all(|b| b.is_ascii_digit())
+        && !expiry.is_empty()
+        && (expiry == "0" || !expiry.starts_with('0'));
+    if !canonical {
+        return Err(TokenError::Malformed);
+    }
+    expiry.parse().map_err(|_| TokenError::Malformed)
 }
 
 fn mac_input(mac: &mut HmacSha256, subject: &str, expires_unix: u64) {
@@ -149,12 +165,19 @@ fn mac_input(mac: &mut HmacSha256, subject: &str, expires_unix: u64) {
     mac.update(expires_unix.to_string().as_bytes());
 }
 
-/// Mints a token for `subject` (tenant name, or lowercase hex public key) valid until
-/// `expires_unix`.
+/// Mints a token for `subject` (tenant name, or hex public key) valid until `expires_unix`.
+/// A public key is written in lowercase hex whatever case it was given in.
 pub fn mint(key: &TokenKey, subject: &str, expires_unix: u64) -> Result<String, TokenError> {
     if !subject_is_valid(subject) {
         return Err(TokenError::Malformed);
     }
+    let lowered;
+    let subject = if is_identity_subject(subject) {
+        lowered = subject.to_ascii_lowercase();
+        lowered.as_str()
+    } else {
+        subject
+    };
     let mut mac = key.mac()?;
     mac_input(&mut mac, subject, expires_unix);
     let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
@@ -180,10 +203,10 @@ pub fn verify(key: &TokenKey, token: &str, now_unix: u64) -> Result<TokenClaims,
     if version != TOKEN_VERSION {
         return Err(TokenError::UnsupportedVersion);
     }
-    if !subject_is_valid(subject) || !expiry.bytes().all(|b| b.is_ascii_digit()) {
+    if !subject_is_valid(subject) {
         return Err(TokenError::Malformed);
     }
-    let expires_unix: u64 = expiry.parse().map_err(|_| TokenError::Malformed)?;
+    let expires_unix = parse_canonical_expiry(expiry)?;
     let tag = URL_SAFE_NO_PAD
         .decode(tag)
         .map_err(|_| TokenError::Malformed)?;
@@ -243,6 +266,43 @@ mod tests {
         let token = mint(&key(1), &hex_key, 10).unwrap();
         let claims = verify(&key(1), &token, 0).unwrap();
         assert_eq!(claims.subject, TokenSubject::Identity([0xab; 32]));
+    }
+
+    #[test]
+    fn uppercase_hex_subject_is_minted_as_the_lowercase_identity() {
+        let upper = "AB".repeat(32);
+        let token = mint(&key(1), &upper, 10).unwrap();
+        assert!(token.starts_with(&format!("v1.{}.", "ab".repeat(32))));
+        let claims = verify(&key(1), &token, 0).unwrap();
+        assert_eq!(claims.subject, TokenSubject::Identity([0xab; 32]));
+    }
+
+    #[test]
+    fn uppercase_hex_subject_is_parsed_as_an_identity_not_a_tenant() {
+        // A token carrying the key in uppercase (e.g. minted before subjects were
+        // normalised) binds that identity instead of acting as a tenant token.
+        let upper = "Ab".repeat(32);
+        let mut mac = key(1).mac().unwrap();
+        mac_input(&mut mac, &upper, 10);
+        let tag = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+        let token = format!("v1.{upper}.10.{tag}");
+        let claims = verify(&key(1), &token, 0).unwrap();
+        assert_eq!(claims.subject, TokenSubject::Identity([0xab; 32]));
+    }
+
+    #[test]
+    fn non_canonical_expiry_is_malformed() {
+        let token = mint(&key(1), "acme", 1_000).unwrap();
+        for respelled in [".01000.", ".+1000.", ".0001000.", ". 1000.", ".1000 ."] {
+            let t = token.replacen(".1000.", respelled, 1);
+            assert_eq!(verify(&key(1), &t, 0), Err(TokenError::Malformed), "{t}");
+        }
+        assert!(verify(&key(1), &token, 0).is_ok());
+        let zero = mint(&key(1), "acme", 0).unwrap();
+        assert_eq!(
+            verify(&key(1), &zero, 0),
+            Err(TokenError::Expired { expired_at_unix: 0 })
+        );
     }
 
     #[test]

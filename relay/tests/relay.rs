@@ -117,6 +117,18 @@ async fn slow_auth_is_closed_with_4008() {
 }
 
 #[tokio::test]
+async fn message_above_the_limit_during_auth_closes_with_1009_and_counts() {
+    let relay = TestRelay::start(open_config()).await;
+    let mut ws = relay.connect_relay().await;
+    read_challenge(&mut ws).await;
+    ws.send(Message::Text("x".repeat(70_000).into()))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut ws).await, close::MESSAGE_TOO_BIG);
+    assert_eq!(relay.relay.metrics().auth_failures("message_too_big"), 1);
+}
+
+#[tokio::test]
 async fn missing_subprotocol_is_refused_before_upgrade() {
     let relay = TestRelay::start(open_config()).await;
     let err = try_connect(relay.addr, "/v1/relay", "", None)
@@ -146,7 +158,8 @@ async fn datagrams_are_forwarded_both_ways() {
         "it leaves from the advertised session address"
     );
 
-    let reply = b"PILA-reply-bytes".to_vec();
+    let mut reply = b"PILA".to_vec();
+    reply.resize(136, 0x11);
     peer.send_to(&reply, session).await.unwrap();
     match next_message(&mut ws).await {
         Some(Message::Binary(bytes)) => {
@@ -194,6 +207,147 @@ async fn non_pilot_payload_is_refused_outbound() {
     let m = relay.relay.metrics();
     assert_eq!(m.drops(DropReason::NotPilot, Direction::Outbound), 2);
     assert_eq!(m.frames(Direction::Outbound), 1);
+}
+
+#[tokio::test]
+async fn foreign_protocols_plaintext_and_wrong_way_beacons_are_refused() {
+    let relay = TestRelay::start(open_config()).await;
+    let mut ws = relay.connect_relay().await;
+    let session = open_session(&mut ws, &signing_key(1), None).await;
+    let peer = udp_peer().await;
+    let peer_addr = peer.local_addr().unwrap();
+
+    // A DNS query with ID 0x01xx, a WireGuard-like type-1 message, HTTP behind 0x01: all used
+    // to pass the first-byte check.
+    let dns = [
+        0x01, 0x23, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 1, b'x', 0, 0, 1, 0, 1,
+    ];
+    let mut wireguard = vec![0x01, 0, 0, 0];
+    wireguard.resize(148, 0x5a);
+    let mut plaintext = b"PILT".to_vec();
+    plaintext.resize(40, 0);
+    let discover_reply = [0x02, 4, 8, 8, 8, 8, 0x1f, 0x90];
+    for bad in [
+        &dns[..],
+        &wireguard,
+        b"\x01GET / HTTP/1.1\r\n",
+        &plaintext,
+        &discover_reply,
+    ] {
+        ws.send(to(peer_addr, bad)).await.unwrap();
+    }
+    ws.send(to(peer_addr, &pils(4))).await.unwrap();
+    assert_eq!(recv_datagram(&peer).await.0, pils(4));
+
+    // Inbound: plaintext and a Discover (client-to-beacon only) are not delivered.
+    peer.send_to(&plaintext, session).await.unwrap();
+    peer.send_to(&[0x01, 0, 0, 0, 7], session).await.unwrap();
+    peer.send_to(&pils(5), session).await.unwrap();
+    match next_message(&mut ws).await {
+        Some(Message::Binary(bytes)) => {
+            assert_eq!(pilot_relay::header::decode(&bytes).unwrap().1, &pils(5)[..]);
+        }
+        other => panic!("expected the PILS datagram, got {other:?}"),
+    }
+    let m = relay.relay.metrics();
+    assert_eq!(m.drops(DropReason::Plaintext, Direction::Outbound), 1);
+    assert_eq!(m.drops(DropReason::Plaintext, Direction::Inbound), 1);
+    assert_eq!(m.drops(DropReason::BeaconDirection, Direction::Outbound), 1);
+    assert_eq!(m.drops(DropReason::BeaconDirection, Direction::Inbound), 1);
+    // The DNS, WireGuard and 0x01-prefixed HTTP payloads decode as a Discover with trailing
+    // bytes, which the relay refuses as malformed.
+    assert_eq!(m.drops(DropReason::MalformedFrame, Direction::Outbound), 3);
+    assert_eq!(m.frames(Direction::Outbound), 1);
+    assert_eq!(m.frames(Direction::Inbound), 1);
+}
+
+#[tokio::test]
+async fn relay_own_address_is_refused_except_live_session_ports() {
+    // The relay's own address is 127.0.0.5 (public and bound); allow-dest covers it, yet only
+    // the ports of live sessions may be reached there.
+    let mut config = open_config();
+    config.udp_bind_ip = "127.0.0.5".parse().unwrap();
+    config.public_ip = Some("127.0.0.5".parse().unwrap());
+    let relay = TestRelay::start(config).await;
+    let mut a = relay.connect_relay().await;
+    let a_addr = open_session(&mut a, &signing_key(1), None).await;
+    let mut b = relay.connect_relay().await;
+    let b_addr = open_session(&mut b, &signing_key(2), None).await;
+    assert_eq!(b_addr.ip().to_string(), "127.0.0.5");
+
+    // A service on the relay host, at the relay's address but not a session port.
+    let host_service = tokio::net::UdpSocket::bind("127.0.0.5:0").await.unwrap();
+    let host_addr = host_service.local_addr().unwrap();
+    a.send(to(host_addr, &pils(6))).await.unwrap();
+    // Session to session on the same relay is allowed.
+    a.send(to(b_addr, &pils(7))).await.unwrap();
+    match next_message(&mut b).await {
+        Some(Message::Binary(bytes)) => {
+            let (source, frame) = pilot_relay::header::decode(&bytes).unwrap();
+            assert_eq!(source, a_addr);
+            assert_eq!(frame, &pils(7)[..]);
+        }
+        other => panic!("expected the session-to-session datagram, got {other:?}"),
+    }
+    let m = relay.relay.metrics();
+    assert_eq!(m.drops(DropReason::RelaySelf, Direction::Outbound), 1);
+    assert_eq!(m.frames(Direction::Outbound), 1);
+    let mut buf = [0u8; 64];
+    assert!(
+        host_service.try_recv_from(&mut buf).is_err(),
+        "nothing reached the host service"
+    );
+
+    // Once session B is gone, its port is no longer reachable.
+    drop(b);
+    wait_until("session B to end", || m.sessions_active.get() == 1).await;
+    a.send(to(b_addr, &pils(8))).await.unwrap();
+    wait_until("the refusal", || {
+        m.drops(DropReason::RelaySelf, Direction::Outbound) == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn client_that_stops_reading_is_closed_with_4012_while_udp_floods_in() {
+    let mut config = open_config();
+    config.write_timeout = Duration::from_millis(200);
+    config.packets_per_sec = 1_000_000;
+    config.bytes_per_sec = 1 << 40;
+    let relay = TestRelay::start(config).await;
+    let mut ws = connect_relay_small_recv_buffer(relay.addr).await;
+    let session = open_session(&mut ws, &signing_key(1), None).await;
+    // From here on the client reads nothing.
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = std::sync::Arc::clone(&stop);
+    let flood = tokio::spawn(async move {
+        let peer = udp_peer().await;
+        let mut frame = b"PILS".to_vec();
+        frame.resize(60_000, 0x77);
+        while !flooding.load(std::sync::atomic::Ordering::Relaxed) {
+            for _ in 0..8 {
+                let _ = peer.send_to(&frame, session).await;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+
+    // Filling the socket buffers takes a moment; the bound only keeps a broken relay from
+    // hanging the test.
+    let m = relay.relay.metrics();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while m.write_timeouts.get() == 0 || m.sessions_active.get() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session of a client that stopped reading was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.await.unwrap();
+    assert_eq!(m.write_timeouts.get(), 1);
+    drop(ws);
 }
 
 #[tokio::test]
@@ -331,6 +485,30 @@ async fn oversize_frame_is_dropped_and_the_session_continues() {
 }
 
 #[tokio::test]
+async fn frame_above_the_ipv4_udp_maximum_is_oversize_and_costs_no_budget() {
+    // A budget that holds one 65,000-byte frame but not also a 65,508-byte one.
+    let mut config = open_config();
+    config.bytes_per_sec = 100_000;
+    let relay = TestRelay::start(config).await;
+    let mut ws = relay.connect_relay().await;
+    open_session(&mut ws, &signing_key(1), None).await;
+    let peer = udp_peer().await;
+    let peer_addr = peer.local_addr().unwrap();
+
+    let mut too_big = pils(9);
+    too_big.resize(pilot_relay::config::MAX_UDP_PAYLOAD_V4_BYTES + 1, 0);
+    let mut fits = pils(10);
+    fits.resize(65_000, 0);
+    ws.send(to(peer_addr, &too_big)).await.unwrap();
+    ws.send(to(peer_addr, &fits)).await.unwrap();
+    assert_eq!(recv_datagram(&peer).await.0, fits);
+    let m = relay.relay.metrics();
+    assert_eq!(m.drops(DropReason::Oversize, Direction::Outbound), 1);
+    assert_eq!(m.drops(DropReason::SendFailed, Direction::Outbound), 0);
+    assert_eq!(m.drops(DropReason::RateLimited, Direction::Outbound), 0);
+}
+
+#[tokio::test]
 async fn message_above_the_websocket_limit_closes_with_1009() {
     let relay = TestRelay::start(open_config()).await;
     let mut ws = relay.connect_relay().await;
@@ -422,6 +600,38 @@ async fn shutdown_closes_sessions_with_1012_and_drains() {
         tokio::net::TcpStream::connect(relay.addr).await.is_err(),
         "no longer accepting"
     );
+}
+
+#[tokio::test]
+async fn healthz_answers_503_and_upgrades_are_refused_while_draining() {
+    let mut relay = TestRelay::start(open_config()).await;
+    let mut held = relay.connect_relay().await;
+    open_session(&mut held, &signing_key(1), None).await;
+    // `held` is not read from now on, so the relay waits for its close reply and the drain
+    // window stays open for a while.
+    relay.shutdown();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (status, body) = http_get(relay.addr, "/healthz").await;
+        if status.contains("503") {
+            assert_eq!(body, "draining\n");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never draining");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    match try_connect(relay.addr, "/v1/relay", "pilot-relay.v1", None).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!("expected a 503 refusal, got {other:?}"),
+    }
+    drop(held);
+    tokio::time::timeout(WAIT, &mut relay.task)
+        .await
+        .expect("serve returns after draining")
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]

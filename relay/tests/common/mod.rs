@@ -120,6 +120,28 @@ pub async fn try_connect(
     Ok(ws)
 }
 
+/// A `/v1/relay` client whose TCP receive buffer is as small as the OS allows, so that a
+/// client that stops reading backs the relay's writes up quickly.
+pub async fn connect_relay_small_recv_buffer(addr: SocketAddr) -> Ws {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let mut request = format!("ws://{addr}/v1/relay")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Sec-WebSocket-Protocol", "pilot-relay.v1".parse().unwrap());
+    let (ws, _) = tokio::time::timeout(
+        WAIT,
+        tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(tcp)),
+    )
+    .await
+    .expect("connect timed out")
+    .unwrap();
+    ws
+}
+
 pub fn signing_key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }
@@ -198,7 +220,7 @@ pub fn to(dest: SocketAddr, frame: &[u8]) -> Message {
     Message::Binary(pilot_relay::header::encode(&dest, frame).into())
 }
 
-/// A PILS-looking frame (only the magic matters to the relay).
+/// A PILS-shaped frame: magic and enough bytes for the header and tag (spec §3.1).
 pub fn pils(tag: u8) -> Vec<u8> {
     let mut frame = b"PILS".to_vec();
     frame.extend_from_slice(&[tag; 40]);
