@@ -102,3 +102,16 @@ pub fn expect_bytes(what: &str, got: &[u8], want: &[u8]) -> Result<(), String> {
         hex::encode(want)
     ))
 }
+
+/// Compares two values and describes the difference, naming what was compared.
+pub fn expect_eq<T: PartialEq + std::fmt::Debug>(
+    what: &str,
+    got: T,
+    want: T,
+) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got:?} want {want:?}"))
+    }
+}

@@ -67,7 +67,7 @@ proptest! {
 
         for (flags, seq, ack, window, payload, advance_ms) in inputs {
             now = now + Duration::from_millis(advance_ms);
-            let segment = Segment { flags: Flags::from_bits(flags), seq, ack, window, payload: &payload[..] };
+            let segment = Segment { flags: Flags::from_bits_truncate(flags), seq, ack, window, payload: &payload[..] };
             conn.handle_segment(now, segment);
             if conn.poll_timeout().is_some_and(|t| t <= now) {
                 conn.handle_timeout(now);

@@ -1707,7 +1707,7 @@ const GO_FIN_ACK_REPLY: (u8, u32, u32, u16, &[u8]) = (0x6, 7, 8, 0, b"");
 fn go(fields: (u8, u32, u32, u16, &'static [u8])) -> Segment<&'static [u8]> {
     let (flags, seq, ack, window, payload) = fields;
     Segment {
-        flags: Flags::from_bits(flags),
+        flags: Flags::from_bits_truncate(flags),
         seq,
         ack,
         window,

@@ -6,7 +6,7 @@
 use pilot_core::addr::{Addr, AddrError, SocketAddr};
 use serde::Deserialize;
 
-use crate::{case_name, expect_bytes, hex_field, typed, CaseOutcome, VectorFile};
+use crate::{case_name, expect_bytes, expect_eq, hex_field, typed, CaseOutcome, VectorFile};
 
 #[derive(Deserialize)]
 #[serde(tag = "direction", rename_all = "snake_case")]
@@ -170,13 +170,5 @@ fn expect_rejection(result: Result<(), AddrError>, go_error: Option<&str>) -> Re
         Err(format!(
             "rejected as {error:?}, reference said {go_error:?}"
         ))
-    }
-}
-
-fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("{what}: got {got:?} want {want:?}"))
     }
 }

@@ -12,7 +12,7 @@ use pilot_core::services::dataexchange::{
 };
 use serde::Deserialize;
 
-use crate::{case_name, expect_bytes, hex_field, typed, CaseOutcome, VectorFile};
+use crate::{case_name, expect_bytes, expect_eq, hex_field, typed, CaseOutcome, VectorFile};
 
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -255,12 +255,4 @@ fn decode_byte_by_byte(wire: &[u8]) -> Result<(OwnedFrame, usize), DataExchangeE
         have: 0,
         need: HEADER_LEN,
     })
-}
-
-fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("{what}: got {got:?} want {want:?}"))
-    }
 }

@@ -7,7 +7,7 @@
 use pilot_core::services::eventstream::{Event, EventDecoder, EventStreamError};
 use serde::Deserialize;
 
-use crate::{case_name, expect_bytes, hex_field, typed, CaseOutcome, VectorFile};
+use crate::{case_name, expect_bytes, expect_eq, hex_field, typed, CaseOutcome, VectorFile};
 
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -156,12 +156,4 @@ fn decode_byte_by_byte(wire: &[u8]) -> Result<(OwnedEvent, usize), EventStreamEr
     decoder.finish()?;
     // `finish` succeeds only with nothing pending, i.e. an empty input.
     Err(EventStreamError::Truncated { have: 0, need: 6 })
-}
-
-fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("{what}: got {got:?} want {want:?}"))
-    }
 }

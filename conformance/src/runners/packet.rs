@@ -10,7 +10,7 @@ use pilot_core::frame::MAGIC_PILT;
 use pilot_core::packet::{Flags, Header, PacketError, PacketRef, Protocol, VERSION};
 use serde::Deserialize;
 
-use crate::{case_name, expect_bytes, hex_field, typed, CaseOutcome, VectorFile};
+use crate::{case_name, expect_bytes, expect_eq, hex_field, typed, CaseOutcome, VectorFile};
 
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -210,12 +210,4 @@ fn check_fields(packet: &PacketRef<'_>, want: &Fields) -> Result<(), String> {
 
 fn parse_addr(what: &str, text: &str) -> Result<Addr, String> {
     text.parse().map_err(|e| format!("{what} {text:?}: {e}"))
-}
-
-fn expect_eq<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("{what}: got {got:?} want {want:?}"))
-    }
 }

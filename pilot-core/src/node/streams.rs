@@ -78,7 +78,7 @@ impl Conn {
 /// The stream segment carried by a Stream packet (spec §2.1, §8).
 fn segment_of<'a>(packet: &PacketRef<'a>) -> Segment<&'a [u8]> {
     Segment {
-        flags: stream::Flags::from_bits(packet.header.flags.bits()),
+        flags: packet.header.flags,
         seq: packet.header.seq,
         ack: packet.header.ack,
         window: packet.header.window,

@@ -5,72 +5,9 @@
 //! payload. Addresses and ports identify the connection and never reach this module.
 
 use alloc::vec::Vec;
-use core::ops::BitOr;
 
-/// The four header flags (spec §2.1).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Flags(u8);
-
-impl Flags {
-    /// No flag set.
-    pub const NONE: Flags = Flags(0);
-    /// Synchronise sequence numbers (opening).
-    pub const SYN: Flags = Flags(0x1);
-    /// The `ack` field is valid.
-    pub const ACK: Flags = Flags(0x2);
-    /// The sender has finished sending.
-    pub const FIN: Flags = Flags(0x4);
-    /// Abort the connection.
-    pub const RST: Flags = Flags(0x8);
-
-    /// Flags from the header nibble; bits above the low nibble are ignored.
-    pub const fn from_bits(bits: u8) -> Flags {
-        Flags(bits & 0x0F)
-    }
-
-    /// The header nibble.
-    pub const fn bits(self) -> u8 {
-        self.0
-    }
-
-    /// Whether every flag of `other` is set in `self`.
-    pub const fn contains(self, other: Flags) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl BitOr for Flags {
-    type Output = Flags;
-
-    fn bitor(self, rhs: Flags) -> Flags {
-        Flags(self.0 | rhs.0)
-    }
-}
-
-impl core::fmt::Debug for Flags {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        let names = [
-            (Flags::SYN, "SYN"),
-            (Flags::ACK, "ACK"),
-            (Flags::FIN, "FIN"),
-            (Flags::RST, "RST"),
-        ];
-        let mut first = true;
-        for (flag, name) in names {
-            if self.contains(flag) {
-                if !first {
-                    f.write_str("|")?;
-                }
-                f.write_str(name)?;
-                first = false;
-            }
-        }
-        if first {
-            f.write_str("NONE")?;
-        }
-        Ok(())
-    }
-}
+/// The header flags are the packet layer's (spec §2.1): one type on both sides of the mapping.
+pub use crate::packet::Flags;
 
 /// One stream segment. Received segments borrow their payload (`Segment<&[u8]>`); segments
 /// produced by [`Connection::poll_transmit`](super::Connection::poll_transmit) own it.
@@ -114,7 +51,7 @@ mod tests {
         assert_eq!((Flags::FIN | Flags::ACK).bits(), 0x6);
         assert_eq!(Flags::RST.bits(), 0x8);
         assert_eq!(
-            Flags::from_bits(0xF2),
+            Flags::from_bits_truncate(0xF2),
             Flags::ACK,
             "version nibble is not a flag"
         );
