@@ -897,3 +897,42 @@ fn kex_code(error: &KexError) -> &'static str {
         KexError::PacketTooLarge => "KEX_PACKET_TOO_LARGE",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pilot_core::frame::pils::PilsError;
+
+    #[test]
+    fn node_errors_keep_the_code_of_the_layer_that_decided() {
+        let code = |e: NodeError| PilotError::from(e).code();
+        assert_eq!(
+            code(NodeError::Stream(StreamError::WouldBlock)),
+            "STREAM_WOULD_BLOCK"
+        );
+        assert_eq!(
+            code(NodeError::Kex(KexError::Pils(PilsError::Authentication))),
+            "PILS_AUTHENTICATION"
+        );
+        assert_eq!(code(NodeError::Kex(KexError::NoPath)), "KEX_NO_PATH");
+        assert_eq!(code(NodeError::PortInUse), "NODE_PORT_IN_USE");
+    }
+
+    #[test]
+    fn node_error_messages_are_the_engine_text() {
+        let error = PilotError::from(NodeError::UnknownConnection);
+        assert_eq!(error.message(), NodeError::UnknownConnection.to_string());
+    }
+
+    #[test]
+    fn ids_beyond_the_safe_integer_range_or_fractional_are_refused() {
+        assert_eq!(path_arg(7.0).map(|p| p.0), Ok(7));
+        for bad in [-1.0, 1.5, 9.1e15, f64::NAN] {
+            assert_eq!(
+                conn_arg(bad).map_err(|e| e.code()),
+                Err("ARG_RANGE"),
+                "{bad}"
+            );
+        }
+    }
+}
