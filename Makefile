@@ -89,10 +89,12 @@ size: wasm ## raw and gzipped bytes of the optimised .wasm
 	gz=$$(gzip -9 -c $(WASM_DIST)/pilot_wasm_bg.wasm | wc -c); \
 	echo "pilot_wasm_bg.wasm: $$raw bytes raw, $$gz bytes gzip -9"
 
-test-wasm: wasm ## Node tests (vectors, native transcript) and the Worker test in workerd
+test-wasm: wasm ## Node tests (vectors, native transcripts, two Nodes) and the Worker test in workerd
 	mkdir -p $(WASM_OUT)
 	$(CARGO) run --quiet -p pilot-wasm --example transcript > $(WASM_OUT)/transcript.json
-	cd $(WASM_PKG) && PILOT_TRANSCRIPT=test/out/transcript.json node --test test/*.test.mjs
+	$(CARGO) run --quiet -p pilot-wasm --example node_transcript > $(WASM_OUT)/node-transcript.json
+	cd $(WASM_PKG) && PILOT_TRANSCRIPT=test/out/transcript.json \
+		PILOT_NODE_TRANSCRIPT=test/out/node-transcript.json node --test test/*.test.mjs
 	cd $(WASM_PKG) && WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false \
 		node --test test/worker/*.test.mjs
 

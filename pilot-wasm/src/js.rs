@@ -59,8 +59,13 @@ pub(crate) fn instant(now_ms: f64) -> Result<Instant, PilotError> {
             "now must be a finite, non-negative number of milliseconds",
         ));
     }
-    // `as` saturates for floats above u64::MAX, which is the clock's end anyway.
-    Ok(Instant::from_micros((now_ms * MICROS_PER_MILLI) as u64))
+    // Rounded to the nearest microsecond, so a time read back from `millis` (a `timeout`
+    // of `Node.pollOutput`) names the very instant it came from: truncating 1234.567 ms
+    // (1234566.9999… µs) would tick one microsecond before the timer is due. `as`
+    // saturates for floats above u64::MAX, which is the clock's end anyway.
+    Ok(Instant::from_micros(
+        (now_ms * MICROS_PER_MILLI + 0.5) as u64,
+    ))
 }
 
 /// A pilot-core [`Instant`] back in milliseconds.
@@ -118,6 +123,14 @@ mod tests {
         assert_eq!(instant(0.0), Ok(Instant::ZERO));
         assert_eq!(instant(1.5), Ok(Instant::from_micros(1_500)));
         assert_eq!(instant(3_000.0).map(millis), Ok(3_000.0));
+    }
+
+    #[test]
+    fn every_microsecond_instant_survives_the_trip_through_milliseconds() {
+        for micros in [1_234_567, 999_999_999, 1, 7_000_001, (1 << 40) + 3] {
+            let at = Instant::from_micros(micros);
+            assert_eq!(instant(millis(at)), Ok(at), "{micros}");
+        }
     }
 
     #[test]

@@ -14,9 +14,10 @@
 //! | `keys` | `Identity`, `TunnelKey`, `verifySignature` | §4.1 |
 //! | `session` | `buildPila`, `handlePila`, `Session` (PILS seal/open + replay verdict) | §3.3–§5 |
 //! | `services` | data exchange and event stream codecs | §10 |
+//! | `node` | `Node`: the whole sans-IO engine (peers, streams, datagrams, services) | §6–§10 |
 //!
 //! Errors reach JavaScript as `Error` objects named `PilotError` with a stable `code`
-//! ([`error::PilotError`]). The `Node` engine is not part of this module yet.
+//! ([`error::PilotError`]).
 #![no_std]
 
 extern crate alloc;
@@ -26,6 +27,7 @@ pub mod error;
 pub mod fragment;
 pub mod frame;
 pub mod keys;
+pub mod node;
 pub mod packet;
 pub mod services;
 pub mod session;

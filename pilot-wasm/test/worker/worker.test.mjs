@@ -40,3 +40,16 @@ test("two peers inside workerd exchange keys and encrypted packets", async () =>
   assert.ok(r.fragments >= 2, `fragments: ${r.fragments}`);
   assert.deepEqual(r.big, { verdict: "deliver", length: 3000 });
 });
+
+test("two Node engines inside workerd exchange keys, echo a stream and trade messages", async () => {
+  const response = await worker.fetch("http://127.0.0.1/");
+  const body = await response.json();
+  assert.equal(response.status, 200, JSON.stringify(body));
+  assert.deepEqual(body.nodes, {
+    sessions: [true, true],
+    echo: "hello, echo",
+    datagramAtB: "datagram from A",
+    datagramAtA: "datagram from B",
+    acked: { ok: true, len: "hello exchange".length },
+  });
+});

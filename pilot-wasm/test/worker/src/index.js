@@ -1,7 +1,10 @@
 // Two Pilot peers inside one Worker: each builds its PILA, verifies the other's against the
 // Ed25519 key a registry would hold, derives the session, and they exchange encrypted
-// packets (plus a replay, a forgery and a fragmented frame). Responds with a JSON report.
+// packets (plus a replay, a forgery and a fragmented frame). Then two `Node` engines run the
+// tests' scenario (key exchange, echo stream, datagrams, data exchange) through the shared
+// driver loop. Responds with a JSON report.
 import * as pw from "@pilot-workers/pilot-wasm";
+import { Sim, scenario } from "./node-sim.js";
 
 const NETWORK = 1;
 
@@ -60,10 +63,27 @@ function run(now) {
   };
 }
 
+/** Two `Node`s with fresh identities: what each saw of the scenario. */
+function runNodes() {
+  const [a, b] = [0x0a0a, 0x0b0b];
+  const sim = new Sim(pw, [{ id: a }, { id: b }]);
+  sim.run(scenario(a, b), 60_000);
+  const text = (bytes) => (bytes === undefined ? null : new TextDecoder().decode(bytes));
+  const find = (id, type) => sim.get(id).events.find((e) => e.type === type);
+  const echoConn = sim.results[5];
+  return {
+    sessions: [sim.get(a).node.hasSession(b), sim.get(b).node.hasSession(a)],
+    echo: text(sim.get(a).sinks.get(echoConn)),
+    datagramAtB: text(find(b, "datagram")?.payload),
+    datagramAtA: text(find(a, "datagram")?.payload),
+    acked: { ok: find(a, "messageAcked")?.ok, len: find(a, "messageAcked")?.len },
+  };
+}
+
 export default {
   async fetch() {
     try {
-      return Response.json({ ok: true, version: pw.version(), report: run(Date.now()) });
+      return Response.json({ ok: true, version: pw.version(), report: run(Date.now()), nodes: runNodes() });
     } catch (error) {
       return Response.json({ ok: false, code: error.code, message: String(error) }, { status: 500 });
     }
