@@ -135,3 +135,25 @@ async fn identity_file_keeps_the_node_address_across_restarts() {
     second.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn deregistered_peer_no_longer_resolves() {
+    let registry = start_registry().await;
+    let a = start_peer(&registry, "deregister", "a", true).await;
+    let mut config = PeerConfig::new(registry.local_addr(), identity_path("deregister", "b"));
+    config.public = true;
+    config.deregister_on_shutdown = true;
+    let b = Peer::start(config).await.unwrap();
+    let b_addr = b.addr();
+    b.shutdown().await.unwrap();
+    let err = tokio::time::timeout(STEP_TIMEOUT, a.ping(b_addr))
+        .await
+        .expect("the registry answers at once")
+        .expect_err("B left the registry");
+    assert!(
+        matches!(&err, PeerError::RegistryRefused(text) if text.contains("not found")),
+        "{err}"
+    );
+    a.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}

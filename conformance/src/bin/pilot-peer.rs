@@ -144,6 +144,8 @@ async fn main() -> anyhow::Result<()> {
         listen: cli.listen,
         identity,
         public: cli.public,
+        // A throwaway identity is never seen again: free its registry record.
+        deregister_on_shutdown: _throwaway.is_some(),
     };
     let peer = Peer::start(config)
         .await

@@ -35,7 +35,7 @@ use pilot_core::crypto::Identity;
 use pilot_core::keyexchange::PathId;
 use pilot_core::node::{ConnectionId, Event, Input, Node, NodeConfig, NodeError, Output};
 use pilot_core::registry::{
-    Heartbeat, Lookup, PublicKey, Register, RegistryError, Request, Resolve, Response,
+    Deregister, Heartbeat, Lookup, PublicKey, Register, RegistryError, Request, Resolve, Response,
     SetVisibility,
 };
 use pilot_core::services::dataexchange::{Frame, FrameType};
@@ -70,6 +70,9 @@ pub struct PeerConfig {
     pub identity: PathBuf,
     /// Public node (spec §6.8): anyone may resolve us and open streams; no trust gate.
     pub public: bool,
+    /// Deregister on [`Peer::shutdown`]: for throwaway identities. Off by default, because
+    /// the registry forgets a deregistered key and would give it a new address next time.
+    pub deregister_on_shutdown: bool,
 }
 
 impl PeerConfig {
@@ -80,6 +83,7 @@ impl PeerConfig {
             listen: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 0),
             identity,
             public: false,
+            deregister_on_shutdown: false,
         }
     }
 }
@@ -224,6 +228,7 @@ impl Peer {
             pings: HashMap::new(),
             exchanges: HashMap::new(),
             messages: HashMap::new(),
+            deregister_on_shutdown: config.deregister_on_shutdown,
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Peer {
@@ -283,7 +288,7 @@ impl Peer {
         .await
     }
 
-    /// Stops the driver task and waits for it.
+    /// Stops the driver task (deregistering if configured) and waits for it.
     pub async fn shutdown(self) -> Result<(), PeerError> {
         // A closed channel means the task already ended: nothing left to stop.
         let _ = self.commands.send(Command::Shutdown).await;
@@ -344,6 +349,7 @@ struct Driver {
     pings: HashMap<Vec<u8>, (u32, tokio::time::Instant, Reply<Duration>)>,
     exchanges: HashMap<ConnectionId, ExchangeOp>,
     messages: HashMap<ConnectionId, (u32, Reply<ExchangeReply>)>,
+    deregister_on_shutdown: bool,
 }
 
 impl Driver {
@@ -382,7 +388,20 @@ impl Driver {
             }
             self.forget_abandoned();
         }
+        if self.deregister_on_shutdown {
+            self.deregister().await;
+        }
         info!(addr = %self.node.addr(), "peer stopped");
+    }
+
+    /// spec §9.3: leave the registry, so the address stops resolving at once.
+    async fn deregister(&mut self) {
+        let request = Deregister::signed(self.node.addr().node, &self.identity);
+        match self.registry.call(&Request::Deregister(request)).await {
+            Ok(Response::DeregisterOk) => {}
+            Ok(other) => warn!(error = %refused(other), "deregister refused"),
+            Err(err) => warn!(%err, "deregister failed"),
+        }
     }
 
     fn now(&self) -> Instant {
