@@ -157,3 +157,19 @@ async fn deregistered_peer_no_longer_resolves() {
     a.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn stream_to_a_closed_port_fails_instead_of_hanging() {
+    let registry = start_registry().await;
+    let a = start_peer(&registry, "closed-port", "a", true).await;
+    let b = start_peer(&registry, "closed-port", "b", true).await;
+    // Nothing listens on port 9 of B: its SYN is answered with RST.
+    let err = tokio::time::timeout(STEP_TIMEOUT, a.exchange(b.addr(), 9, b"anyone?".to_vec()))
+        .await
+        .expect("the RST comes back at once")
+        .expect_err("no service on port 9");
+    assert!(matches!(err, PeerError::StreamFailed), "{err}");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}

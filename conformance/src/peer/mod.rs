@@ -387,6 +387,7 @@ impl Driver {
                 _ = heartbeat.tick() => self.heartbeat().await,
             }
             self.forget_abandoned();
+            self.settle_dropped_connections();
         }
         if self.deregister_on_shutdown {
             self.deregister().await;
@@ -588,6 +589,26 @@ impl Driver {
         for conn in conns {
             if let Some((_, reply)) = self.messages.remove(&conn) {
                 let _ = reply.send(Err(PeerError::Unreachable(node)));
+            }
+        }
+    }
+
+    /// Node-owned streams (data exchange clients) report no close events: an operation whose
+    /// connection the node has dropped without answering has failed. Runs after a full drain,
+    /// so an answer that came with the close was already delivered.
+    fn settle_dropped_connections(&mut self) {
+        let node = &self.node;
+        let dropped: Vec<ConnectionId> = self
+            .messages
+            .keys()
+            .chain(self.exchanges.keys())
+            .filter(|conn| node.connection_state(**conn).is_none())
+            .copied()
+            .collect();
+        for conn in dropped {
+            self.fail_exchange(conn, PeerError::StreamFailed);
+            if let Some((_, reply)) = self.messages.remove(&conn) {
+                let _ = reply.send(Err(PeerError::StreamFailed));
             }
         }
     }
