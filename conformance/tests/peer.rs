@@ -173,3 +173,39 @@ async fn stream_to_a_closed_port_fails_instead_of_hanging() {
     b.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn subscriber_receives_an_event_published_at_the_broker() {
+    let registry = start_registry().await;
+    let a = start_peer(&registry, "pubsub", "a", true).await;
+    let b = start_peer(&registry, "pubsub", "b", true).await;
+    let mut subscription = step("subscribe", a.subscribe(b.addr(), b"news".to_vec())).await;
+    // The broker forwards only what it receives after reading the subscription, which travels
+    // on another stream: publish until one arrives.
+    let received = tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            step(
+                "publish",
+                a.publish(b.addr(), b"news".to_vec(), b"hello subscribers".to_vec()),
+            )
+            .await;
+            if let Ok(event) =
+                tokio::time::timeout(Duration::from_millis(200), subscription.next()).await
+            {
+                break event;
+            }
+        }
+    })
+    .await
+    .expect("an event within the step timeout")
+    .expect("the subscription is still open");
+    eprintln!(
+        "A subscribed at B, A published at B on another stream: topic {:?} payload {:?}",
+        String::from_utf8_lossy(&received.0),
+        String::from_utf8_lossy(&received.1)
+    );
+    assert_eq!(received, (b"news".to_vec(), b"hello subscribers".to_vec()));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}

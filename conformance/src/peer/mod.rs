@@ -40,6 +40,7 @@ use pilot_core::registry::{
 };
 use pilot_core::services::dataexchange::{Frame, FrameType};
 use pilot_core::services::exchange_server::ExchangeReply;
+use pilot_core::stream::State;
 use pilot_core::time::Instant;
 use rand_core::OsRng;
 use tokio::net::UdpSocket;
@@ -56,6 +57,8 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
 const MAX_DATAGRAM_BYTES: usize = 65_535;
 /// Commands queued for the driver task before callers wait.
 const COMMAND_QUEUE_LEN: usize = 64;
+/// Events buffered per subscription before further ones are dropped (and logged).
+const SUBSCRIPTION_QUEUE_LEN: usize = 256;
 /// Read buffer for echo replies.
 const READ_CHUNK_BYTES: usize = 4096;
 
@@ -168,7 +171,36 @@ enum Command {
         data: Vec<u8>,
         reply: Reply<ExchangeReply>,
     },
+    Subscribe {
+        peer: Addr,
+        topic: Vec<u8>,
+        reply: Reply<Subscription>,
+    },
+    Publish {
+        peer: Addr,
+        topic: Vec<u8>,
+        payload: Vec<u8>,
+        reply: Reply<()>,
+    },
     Shutdown,
+}
+
+/// One event of a subscription: topic and payload.
+pub type TopicEvent = (Vec<u8>, Vec<u8>);
+
+/// Events of a subscription made with [`Peer::subscribe`]. Dropping it stops delivery; the
+/// stream itself stays open until the broker ends it or the peer shuts down (the engine
+/// offers no way to close a subscriber stream yet).
+#[derive(Debug)]
+pub struct Subscription {
+    events: mpsc::Receiver<TopicEvent>,
+}
+
+impl Subscription {
+    /// The next event; `None` once the stream has ended.
+    pub async fn next(&mut self) -> Option<TopicEvent> {
+        self.events.recv().await
+    }
 }
 
 /// A running peer: a handle to its driver task.
@@ -228,6 +260,8 @@ impl Peer {
             pings: HashMap::new(),
             exchanges: HashMap::new(),
             messages: HashMap::new(),
+            subscriptions: HashMap::new(),
+            publications: HashMap::new(),
             deregister_on_shutdown: config.deregister_on_shutdown,
         };
         let task = tokio::spawn(driver.run(rx));
@@ -283,6 +317,33 @@ impl Peer {
             peer,
             frame_type,
             data,
+            reply,
+        })
+        .await
+    }
+
+    /// Subscribes to `topic` (`*` for all) at `peer`'s event stream broker (spec §10.4).
+    /// Returns once the subscription stream is being opened; the broker only forwards events
+    /// published after it has read the subscription.
+    pub async fn subscribe(&self, peer: Addr, topic: Vec<u8>) -> Result<Subscription, PeerError> {
+        self.ask(|reply| Command::Subscribe { peer, topic, reply })
+            .await
+    }
+
+    /// Publishes one event at `peer`'s broker on a stream of its own (spec §10.4). Returns
+    /// once both sides' FINs were exchanged (the broker's stream acknowledged every byte; the
+    /// broker itself sends no application-level answer); [`PeerError::StreamFailed`] if the
+    /// stream was reset or given up on first.
+    pub async fn publish(
+        &self,
+        peer: Addr,
+        topic: Vec<u8>,
+        payload: Vec<u8>,
+    ) -> Result<(), PeerError> {
+        self.ask(|reply| Command::Publish {
+            peer,
+            topic,
+            payload,
             reply,
         })
         .await
@@ -349,6 +410,8 @@ struct Driver {
     pings: HashMap<Vec<u8>, (u32, tokio::time::Instant, Reply<Duration>)>,
     exchanges: HashMap<ConnectionId, ExchangeOp>,
     messages: HashMap<ConnectionId, (u32, Reply<ExchangeReply>)>,
+    subscriptions: HashMap<ConnectionId, mpsc::Sender<TopicEvent>>,
+    publications: HashMap<ConnectionId, Reply<()>>,
     deregister_on_shutdown: bool,
 }
 
@@ -513,6 +576,20 @@ impl Driver {
             } => {
                 info!(%from, %frame_type, bytes = payload.len(), "message received");
             }
+            Event::EventReceived {
+                conn,
+                topic,
+                payload,
+            } => {
+                if let Some(events) = self.subscriptions.get(&conn) {
+                    if events.try_send((topic, payload)).is_err() {
+                        warn!(?conn, "subscription queue full or closed; event dropped");
+                    }
+                }
+            }
+            Event::BrokerSubscribed { from, topic } => {
+                info!(%from, topic = %String::from_utf8_lossy(&topic), "subscriber joined");
+            }
             Event::PeerUnreachable { node } => self.fail_node(node),
             Event::PeerSessionUp { node, rekey } => info!(node, rekey, "tunnel session up"),
             Event::Error(err) => warn!(%err, "node error"),
@@ -611,6 +688,30 @@ impl Driver {
                 let _ = reply.send(Err(PeerError::StreamFailed));
             }
         }
+        // Dropping the sender ends the subscriber's stream of events.
+        let node = &self.node;
+        self.subscriptions
+            .retain(|conn, _| node.connection_state(*conn).is_some());
+        // TIME_WAIT: both FINs were exchanged, so the broker acknowledged every byte of the
+        // event. Dropped before that: reset or given up.
+        let settled: Vec<(ConnectionId, bool)> = self
+            .publications
+            .keys()
+            .filter_map(|conn| match node.connection_state(*conn) {
+                Some(State::TimeWait) => Some((*conn, true)),
+                None | Some(State::Closed) => Some((*conn, false)),
+                Some(_) => None,
+            })
+            .collect();
+        for (conn, delivered) in settled {
+            if let Some(reply) = self.publications.remove(&conn) {
+                let _ = reply.send(if delivered {
+                    Ok(())
+                } else {
+                    Err(PeerError::StreamFailed)
+                });
+            }
+        }
     }
 
     /// Callers that gave up (timeout, dropped future) leave closed replies behind.
@@ -618,6 +719,9 @@ impl Driver {
         self.pings.retain(|_, (_, _, reply)| !reply.is_closed());
         self.exchanges.retain(|_, op| !op.reply.is_closed());
         self.messages.retain(|_, (_, reply)| !reply.is_closed());
+        // `Node::close` refuses node-owned subscriber streams (NotApplicationConnection), so
+        // a dropped subscription only stops delivery; its stream lives until the peer ends it.
+        self.subscriptions.retain(|_, events| !events.is_closed());
     }
 
     /// Resolves `node` in the registry (signed, spec §9.4) and gives its address to the engine.
@@ -715,6 +819,43 @@ impl Driver {
                 match self.node.send_message(now, peer, &frame) {
                     Ok(conn) => {
                         self.messages.insert(conn, (peer.node, reply));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(err.into()));
+                    }
+                }
+            }
+            Command::Subscribe { peer, topic, reply } => {
+                if let Err(err) = self.ensure_path(peer.node).await {
+                    let _ = reply.send(Err(err));
+                    return;
+                }
+                let now = self.now();
+                match self.node.subscribe(now, peer, &topic) {
+                    Ok(conn) => {
+                        let (events, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_LEN);
+                        self.subscriptions.insert(conn, events);
+                        let _ = reply.send(Ok(Subscription { events: rx }));
+                    }
+                    Err(err) => {
+                        let _ = reply.send(Err(err.into()));
+                    }
+                }
+            }
+            Command::Publish {
+                peer,
+                topic,
+                payload,
+                reply,
+            } => {
+                if let Err(err) = self.ensure_path(peer.node).await {
+                    let _ = reply.send(Err(err));
+                    return;
+                }
+                let now = self.now();
+                match self.node.publish(now, peer, &topic, &payload) {
+                    Ok(conn) => {
+                        self.publications.insert(conn, reply);
                     }
                     Err(err) => {
                         let _ = reply.send(Err(err.into()));
