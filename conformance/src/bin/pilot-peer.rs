@@ -1,6 +1,7 @@
 //! `pilot-peer`: a native Pilot peer (spec §4–§10) driving pilot-core's `Node` over UDP, with
-//! a registry client. `run` serves; `ping`, `connect` and `send-message` start a short-lived
-//! node of their own, act once, print the outcome and exit. See conformance/README.md.
+//! a registry client. `run` serves; `ping`, `connect`, `send-message`, `subscribe` and
+//! `publish` start a short-lived node of their own, act, print the outcome and exit. See
+//! conformance/README.md.
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -85,6 +86,27 @@ enum Cmd {
         /// The frame type.
         #[arg(long = "type", value_enum, default_value_t = MessageType::Text)]
         message_type: MessageType,
+    },
+    /// Subscribe to a topic (`*` for all) at a node's event stream broker (port 1002) and
+    /// print each event as `<topic> <payload>` until Ctrl-C or `--count` events.
+    Subscribe {
+        /// The node.
+        addr: Addr,
+        /// The topic.
+        topic: String,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Publish one event on a topic at a node's event stream broker (port 1002).
+    Publish {
+        /// The node.
+        addr: Addr,
+        /// The topic.
+        topic: String,
+        /// The payload.
+        #[arg(long)]
+        data: String,
     },
 }
 
@@ -216,6 +238,50 @@ async fn main() -> anyhow::Result<()> {
                     Err(anyhow::anyhow!("the peer refused the message"))
                 }
             }
+        }
+        Cmd::Subscribe { addr, topic, count } => {
+            let mut subscription =
+                with_timeout(timeout, peer.subscribe(*addr, topic.as_bytes().to_vec())).await?;
+            let mut seen = 0u64;
+            let shutdown = shutdown_signal();
+            tokio::pin!(shutdown);
+            loop {
+                if count.is_some_and(|count| seen >= count) {
+                    break Ok(());
+                }
+                tokio::select! {
+                    event = subscription.next() => match event {
+                        Some((topic, payload)) => {
+                            seen += 1;
+                            let topic = String::from_utf8_lossy(&topic);
+                            let payload = String::from_utf8_lossy(&payload);
+                            if cli.json {
+                                println!("{}", serde_json::json!({"topic": topic, "payload": payload}));
+                            } else {
+                                println!("{topic} {payload}");
+                            }
+                        }
+                        None => break Err(anyhow::anyhow!("the subscription stream ended")),
+                    },
+                    () = &mut shutdown => break Ok(()),
+                }
+            }
+        }
+        Cmd::Publish { addr, topic, data } => {
+            with_timeout(
+                timeout,
+                peer.publish(*addr, topic.as_bytes().to_vec(), data.as_bytes().to_vec()),
+            )
+            .await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"peer": addr.to_string(), "topic": topic, "published": true})
+                );
+            } else {
+                println!("published on {topic} at {addr}");
+            }
+            Ok(())
         }
     };
     peer.shutdown().await?;
