@@ -90,6 +90,19 @@ async fn public_peers_ping_echo_and_exchange_messages_both_ways() {
         assert_eq!(ack_line(&reply), format!("ACK TEXT {} bytes", text.len()));
     }
 
+    let file = vec![0x5a; 3000];
+    let reply = step(
+        "send-file",
+        b.send_file(a.addr(), "report.bin".to_string(), file.clone()),
+    )
+    .await;
+    eprintln!(
+        "B -> A:1001 FILE report.bin ({} bytes) -> {}",
+        file.len(),
+        ack_line(&reply)
+    );
+    assert_eq!(ack_line(&reply), format!("ACK FILE {} bytes", file.len()));
+
     let json = br#"{"n":1}"#.to_vec();
     let reply = step(
         "send-message json",

@@ -1,6 +1,6 @@
 //! `pilot-peer`: a native Pilot peer (spec §4–§10) driving pilot-core's `Node` over UDP, with
-//! a registry client. `run` serves; `ping`, `connect`, `send-message`, `subscribe` and
-//! `publish` start a short-lived node of their own, act, print the outcome and exit. See
+//! a registry client. `run` serves; `ping`, `connect`, `send-message`, `send-file`,
+//! `subscribe` and `publish` start a short-lived node of their own, act, print the outcome and exit. See
 //! conformance/README.md.
 
 use std::io::IsTerminal as _;
@@ -86,6 +86,13 @@ enum Cmd {
         /// The frame type.
         #[arg(long = "type", value_enum, default_value_t = MessageType::Text)]
         message_type: MessageType,
+    },
+    /// Send a file as one FILE frame to port 1001 and print the ACK line.
+    SendFile {
+        /// The node.
+        addr: Addr,
+        /// The file; only its base name is sent.
+        path: PathBuf,
     },
     /// Subscribe to a topic (`*` for all) at a node's event stream broker (port 1002) and
     /// print each event as `<topic> <payload>` until Ctrl-C or `--count` events.
@@ -237,6 +244,20 @@ async fn main() -> anyhow::Result<()> {
                 ExchangeReply::Failed { .. } => {
                     Err(anyhow::anyhow!("the peer refused the message"))
                 }
+            }
+        }
+        Cmd::SendFile { addr, path } => {
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .with_context(|| format!("{} names no file", path.display()))?;
+            let data =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let reply = with_timeout(timeout, peer.send_file(*addr, name, data)).await?;
+            print_ack(cli.json, *addr, &reply);
+            match reply {
+                ExchangeReply::Acked { .. } => Ok(()),
+                ExchangeReply::Failed { .. } => Err(anyhow::anyhow!("the peer refused the file")),
             }
         }
         Cmd::Subscribe { addr, topic, count } => {

@@ -168,6 +168,8 @@ enum Command {
     SendMessage {
         peer: Addr,
         frame_type: FrameType,
+        /// The base name, for FILE frames.
+        filename: String,
         data: Vec<u8>,
         reply: Reply<ExchangeReply>,
     },
@@ -306,7 +308,8 @@ impl Peer {
     }
 
     /// Sends one data exchange frame to `peer`'s port 1001 (spec §10.3) and returns its ACK.
-    /// `frame_type` must be TEXT, BINARY or JSON.
+    /// `frame_type` TEXT, BINARY or JSON (anything else is sent as TEXT; files go through
+    /// [`send_file`](Self::send_file)).
     pub async fn send_message(
         &self,
         peer: Addr,
@@ -316,6 +319,25 @@ impl Peer {
         self.ask(|reply| Command::SendMessage {
             peer,
             frame_type,
+            filename: String::new(),
+            data,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends a named file as one FILE frame to `peer`'s port 1001 (spec §10.3) and returns
+    /// its ACK. `name` should be a base name; the receiver sanitizes it anyway.
+    pub async fn send_file(
+        &self,
+        peer: Addr,
+        name: String,
+        data: Vec<u8>,
+    ) -> Result<ExchangeReply, PeerError> {
+        self.ask(|reply| Command::SendMessage {
+            peer,
+            frame_type: FrameType::File,
+            filename: name,
             data,
             reply,
         })
@@ -571,10 +593,11 @@ impl Driver {
             Event::MessageReceived {
                 from,
                 frame_type,
+                filename,
                 payload,
-                ..
             } => {
-                info!(%from, %frame_type, bytes = payload.len(), "message received");
+                // Contents are not stored: this peer is a test and demo tool.
+                info!(%from, %frame_type, ?filename, bytes = payload.len(), "message received");
             }
             Event::EventReceived {
                 conn,
@@ -803,6 +826,7 @@ impl Driver {
             Command::SendMessage {
                 peer,
                 frame_type,
+                filename,
                 data,
                 reply,
             } => {
@@ -813,6 +837,10 @@ impl Driver {
                 let frame = match frame_type {
                     FrameType::Json => Frame::Json(&data),
                     FrameType::Binary => Frame::Binary(&data),
+                    FrameType::File => Frame::File {
+                        name: &filename,
+                        data: &data,
+                    },
                     _ => Frame::Text(&data),
                 };
                 let now = self.now();
