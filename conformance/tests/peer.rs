@@ -140,11 +140,13 @@ async fn identity_file_keeps_the_node_address_across_restarts() {
         .await
         .unwrap();
     let addr = first.addr();
+    let key = first.public_key();
     first.shutdown().await.unwrap();
     let second = Peer::start(PeerConfig::new(registry.local_addr(), path))
         .await
         .unwrap();
     assert_eq!(second.addr(), addr);
+    assert_eq!(second.public_key(), key);
     second.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();
 }

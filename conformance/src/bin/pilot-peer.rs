@@ -1,5 +1,5 @@
 //! `pilot-peer`: a native Pilot peer (spec §4–§10) driving pilot-core's `Node` over UDP, with
-//! a registry client. `run` serves; `ping`, `connect`, `send-message`, `send-file`,
+//! a registry client. `run` serves; `info`, `ping`, `connect`, `send-message`, `send-file`,
 //! `subscribe` and `publish` start a short-lived node of their own, act, print the outcome and exit. See
 //! conformance/README.md.
 
@@ -61,6 +61,8 @@ enum Cmd {
     /// Register and serve echo (7), data exchange (1001), event stream (1002) and trust
     /// (444) until Ctrl-C or SIGTERM.
     Run,
+    /// Register and print this node's address, UDP endpoint and public key, then exit.
+    Info,
     /// Ping a node and print the round-trip time.
     Ping {
         /// The node, e.g. `0:0000.0000.0005`.
@@ -192,6 +194,26 @@ async fn main() -> anyhow::Result<()> {
                 println!("pilot-peer {} on udp {}", peer.addr(), peer.udp_addr());
             }
             shutdown_signal().await;
+            Ok(())
+        }
+        Cmd::Info => {
+            let key = pilot_core::registry::PublicKey(peer.public_key()).to_base64();
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "address": peer.addr().to_string(),
+                        "udp": peer.udp_addr().to_string(),
+                        "public_key": key,
+                        "public": peer.is_public(),
+                    })
+                );
+            } else {
+                println!("address    {}", peer.addr());
+                println!("udp        {}", peer.udp_addr());
+                println!("public key {key}");
+                println!("public     {}", peer.is_public());
+            }
             Ok(())
         }
         Cmd::Ping { addr } => {

@@ -210,6 +210,8 @@ impl Subscription {
 pub struct Peer {
     addr: Addr,
     udp_addr: SocketAddr,
+    public_key: [u8; 32],
+    public: bool,
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
 }
@@ -247,6 +249,7 @@ impl Peer {
             ..NodeConfig::default()
         };
         let node = Node::new(node_config, addr, &seed, OsRng);
+        let public_key = identity.public_key();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE_LEN);
         let driver = Driver {
             node,
@@ -270,6 +273,8 @@ impl Peer {
         Ok(Peer {
             addr,
             udp_addr,
+            public_key,
+            public: config.public,
             commands,
             task,
         })
@@ -283,6 +288,16 @@ impl Peer {
     /// Our UDP endpoint.
     pub fn udp_addr(&self) -> SocketAddr {
         self.udp_addr
+    }
+
+    /// Our Ed25519 public key (the registry's record of us).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.public_key
+    }
+
+    /// Whether we registered as a public node.
+    pub fn is_public(&self) -> bool {
+        self.public
     }
 
     /// Pings `peer` (spec §8.10); returns the round-trip time.
