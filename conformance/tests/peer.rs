@@ -6,8 +6,9 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use conformance::peer::{ack_line, Peer, PeerConfig, PeerError};
+use conformance::peer::{ack_line, Peer, PeerConfig, PeerError, RegistryClient};
 use conformance::registry_server::{Config, RegistryHandle, RegistryServer};
+use pilot_core::registry::{Lookup, Request, Response};
 use pilot_core::services::dataexchange::FrameType;
 use pilot_core::services::exchange_server::ExchangeReply;
 
@@ -220,6 +221,46 @@ async fn subscriber_receives_an_event_published_at_the_broker() {
         String::from_utf8_lossy(&received.1)
     );
     assert_eq!(received, (b"news".to_vec(), b"hello subscribers".to_vec()));
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn peer_registers_again_after_the_registry_restarts() {
+    let registry = start_registry().await;
+    let registry_addr = registry.local_addr();
+    let mut config = PeerConfig::new(registry_addr, identity_path("reregister", "a"));
+    config.public = true;
+    config.heartbeat_interval = Duration::from_millis(100);
+    let a = Peer::start(config).await.unwrap();
+    registry.shutdown().await.unwrap();
+
+    // A fresh, empty registry on the same address: A's next heartbeat gets "node not found".
+    let config = Config {
+        listen: registry_addr,
+        ..Config::default()
+    };
+    let registry = RegistryServer::bind(config).await.unwrap().spawn();
+    let mut client = RegistryClient::new(registry_addr);
+    let lookup = Request::Lookup(Lookup {
+        node_id: a.addr().node,
+    });
+    tokio::time::timeout(STEP_TIMEOUT, async {
+        loop {
+            if let Ok(Response::LookupOk(ok)) = client.call(&lookup).await {
+                break ok;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .map(|ok| assert_eq!(ok.public_key.0, a.public_key()))
+    .expect("A registers again under its old node ID");
+
+    let b = start_peer(&registry, "reregister", "b", false).await;
+    let rtt = step("ping after re-registration", b.ping(a.addr())).await;
+    eprintln!("B pinged re-registered A in {rtt:?}");
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();

@@ -40,6 +40,10 @@ struct Cli {
     #[arg(long, env = "PILOT_PEER_PUBLIC")]
     public: bool,
 
+    /// Seconds between registry heartbeats (spec §9.5: 60).
+    #[arg(long, env = "PILOT_PEER_HEARTBEAT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    heartbeat_secs: u64,
+
     /// Print results as JSON.
     #[arg(long, env = "PILOT_PEER_JSON")]
     json: bool,
@@ -177,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         public: cli.public,
         // A throwaway identity is never seen again: free its registry record.
         deregister_on_shutdown: _throwaway.is_some(),
+        heartbeat_interval: Duration::from_secs(cli.heartbeat_secs),
     };
     let peer = Peer::start(config)
         .await

@@ -76,6 +76,8 @@ pub struct PeerConfig {
     /// Deregister on [`Peer::shutdown`]: for throwaway identities. Off by default, because
     /// the registry forgets a deregistered key and would give it a new address next time.
     pub deregister_on_shutdown: bool,
+    /// Time between heartbeats (spec §9.5: 60 s; shorter in tests).
+    pub heartbeat_interval: Duration,
 }
 
 impl PeerConfig {
@@ -87,6 +89,7 @@ impl PeerConfig {
             identity,
             public: false,
             deregister_on_shutdown: false,
+            heartbeat_interval: HEARTBEAT_INTERVAL,
         }
     }
 }
@@ -268,6 +271,9 @@ impl Peer {
             subscriptions: HashMap::new(),
             publications: HashMap::new(),
             deregister_on_shutdown: config.deregister_on_shutdown,
+            udp_addr,
+            public: config.public,
+            heartbeat_interval: config.heartbeat_interval,
         };
         let task = tokio::spawn(driver.run(rx));
         Ok(Peer {
@@ -450,12 +456,15 @@ struct Driver {
     subscriptions: HashMap<ConnectionId, mpsc::Sender<TopicEvent>>,
     publications: HashMap<ConnectionId, Reply<()>>,
     deregister_on_shutdown: bool,
+    udp_addr: SocketAddr,
+    public: bool,
+    heartbeat_interval: Duration,
 }
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
-        let mut heartbeat = tokio::time::interval(HEARTBEAT_INTERVAL);
+        let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
         // The first tick is immediate; registration just happened.
         heartbeat.tick().await;
         loop {
@@ -913,8 +922,43 @@ impl Driver {
         let request = Heartbeat::signed(self.node.addr().node, None, &self.identity);
         match self.registry.call(&Request::Heartbeat(request)).await {
             Ok(Response::HeartbeatOk(_)) => debug!("heartbeat"),
+            // spec §9.5: "node not found" means the registry forgot us (e.g. it restarted).
+            Ok(Response::Error { error }) if error.contains("not found") => {
+                warn!(%error, "registry forgot this node; registering again");
+                if let Err(err) = self.reregister().await {
+                    warn!(%err, "re-registration failed");
+                }
+            }
             Ok(other) => warn!(error = %refused(other), "heartbeat refused"),
             Err(err) => warn!(%err, "heartbeat failed"),
         }
+    }
+
+    /// Registers again with the same key and endpoint. The engine's address cannot change
+    /// while it runs, so a different node ID is reported, not adopted.
+    async fn reregister(&mut self) -> Result<(), PeerError> {
+        let register = Register::signed(self.udp_addr.to_string(), &self.identity);
+        let ok = match self.registry.call(&Request::Register(register)).await? {
+            Response::RegisterOk(ok) => ok,
+            other => return Err(refused(other)),
+        };
+        let ours = self.node.addr().node;
+        if ok.node_id != ours {
+            warn!(
+                ours,
+                given = ok.node_id,
+                "registry assigned another node ID; restart the peer to use it"
+            );
+            return Ok(());
+        }
+        if self.public {
+            let request = SetVisibility::signed(ours, true, &self.identity);
+            match self.registry.call(&Request::SetVisibility(request)).await? {
+                Response::SetVisibilityOk => {}
+                other => return Err(refused(other)),
+            }
+        }
+        info!(addr = %self.node.addr(), "registered again");
+        Ok(())
     }
 }
