@@ -208,7 +208,8 @@ impl Subscription {
     }
 }
 
-/// A running peer: a handle to its driver task.
+/// A running peer: a handle to its driver task. Dropping it also stops the task, which then
+/// finishes (and deregisters, if configured) in the background while the runtime lives.
 #[derive(Debug)]
 pub struct Peer {
     addr: Addr,
@@ -329,7 +330,7 @@ impl Peer {
     }
 
     /// Sends one data exchange frame to `peer`'s port 1001 (spec §10.3) and returns its ACK.
-    /// `frame_type` TEXT, BINARY or JSON (anything else is sent as TEXT; files go through
+    /// Any frame type is sent as given; a FILE frame sent this way carries no name (use
     /// [`send_file`](Self::send_file)).
     pub async fn send_message(
         &self,
@@ -865,7 +866,11 @@ impl Driver {
                         name: &filename,
                         data: &data,
                     },
-                    _ => Frame::Text(&data),
+                    FrameType::Text => Frame::Text(&data),
+                    FrameType::Other(frame_type) => Frame::Other {
+                        frame_type,
+                        payload: &data,
+                    },
                 };
                 let now = self.now();
                 match self.node.send_message(now, peer, &frame) {
