@@ -145,7 +145,12 @@ struct Throwaway(PathBuf);
 
 impl Drop for Throwaway {
     fn drop(&mut self) {
-        if let Err(err) = std::fs::remove_file(&self.0) {
+        // NotFound: the command failed before the peer created the file.
+        if let Err(err) = std::fs::remove_file(&self.0).or_else(|err| {
+            (err.kind() == std::io::ErrorKind::NotFound)
+                .then_some(())
+                .ok_or(err)
+        }) {
             warn!(path = %self.0.display(), %err, "cannot remove throwaway identity");
         }
     }
@@ -183,12 +188,27 @@ async fn main() -> anyhow::Result<()> {
         deregister_on_shutdown: _throwaway.is_some(),
         heartbeat_interval: Duration::from_secs(cli.heartbeat_secs),
     };
+    // Read the file first: a missing file should not cost a registration.
+    let mut file = match &cli.command {
+        Cmd::SendFile { path, .. } => {
+            let name = path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .with_context(|| format!("{} names no file", path.display()))?;
+            let data =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some((name, data))
+        }
+        _ => None,
+    };
     let peer = Peer::start(config)
         .await
         .with_context(|| format!("cannot start a peer with registry {}", cli.registry))?;
     let timeout = Duration::from_secs(cli.timeout_secs);
 
-    let result = match &cli.command {
+    // An async block, so that a failed command still shuts the peer down (and deregisters).
+    let result = async {
+        match &cli.command {
         Cmd::Run => {
             if cli.json {
                 println!(
@@ -273,13 +293,8 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        Cmd::SendFile { addr, path } => {
-            let name = path
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-                .with_context(|| format!("{} names no file", path.display()))?;
-            let data =
-                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Cmd::SendFile { addr, .. } => {
+            let (name, data) = file.take().context("the file was read before starting")?;
             let reply = with_timeout(timeout, peer.send_file(*addr, name, data)).await?;
             print_ack(cli.json, *addr, &reply);
             match reply {
@@ -331,7 +346,9 @@ async fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-    };
+        }
+    }
+    .await;
     peer.shutdown().await?;
     info!("stopped");
     result
