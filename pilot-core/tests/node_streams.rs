@@ -178,6 +178,23 @@ fn untrusted_syn_is_dropped_silently_on_a_private_node() {
 }
 
 #[test]
+fn untrusted_syn_to_a_closed_port_gets_no_rst_either() {
+    // An RST for closed ports only would let an untrusted peer map the open ones.
+    let mut sim = Sim::new(6);
+    sim.add_node(A, public_config());
+    sim.add_node(B, NodeConfig::default()); // private
+    sim.with(B, |n, _| n.listen(PORT)).unwrap();
+    sim.introduce(A, B);
+    let closed = sim
+        .with(A, |n, now| n.dial(now, addr(B), PORT + 1))
+        .unwrap();
+    sim.run_for(Duration::from_secs(3));
+    assert!(sim.node(B).has_session(A));
+    assert!(!sim.saw(A, |e| matches!(e, Event::StreamReset { .. })));
+    assert_eq!(sim.node(A).connection_state(closed), Some(State::SynSent));
+}
+
+#[test]
 fn fin_race_both_sides_close_at_once_and_both_reach_closed() {
     let mut sim = pair(7);
     sim.introduce(A, B);

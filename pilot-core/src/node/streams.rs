@@ -109,12 +109,14 @@ impl<R: CryptoRngCore> Node<R> {
             return Ok(());
         }
 
+        // spec §6.8: the trust gate comes first, so an untrusted peer learns nothing, not
+        // even which ports are closed (an RST for closed ports would map the open ones).
+        if !self.admits(h.src.node, h.dst_port) {
+            return Ok(()); // silent drop, no RST
+        }
         let Some(&listener) = self.listeners.get(&h.dst_port) else {
             return self.send_rst(now, &h);
         };
-        if !self.admits(h.src.node, h.dst_port) {
-            return Ok(()); // spec §6.8: silent drop, no RST
-        }
         let on_port = self.connections_on_port(h.dst_port);
         let half_open = self
             .index
