@@ -218,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
             } else {
                 println!("pilot-peer {} on udp {}", peer.addr(), peer.udp_addr());
             }
-            shutdown_signal().await;
+            conformance::shutdown_signal().await;
             Ok(())
         }
         Cmd::Info => {
@@ -306,7 +306,7 @@ async fn main() -> anyhow::Result<()> {
             let mut subscription =
                 with_timeout(timeout, peer.subscribe(*addr, topic.as_bytes().to_vec())).await?;
             let mut seen = 0u64;
-            let shutdown = shutdown_signal();
+            let shutdown = conformance::shutdown_signal();
             tokio::pin!(shutdown);
             loop {
                 if count.is_some_and(|count| seen >= count) {
@@ -381,34 +381,5 @@ async fn with_timeout<T>(
     match tokio::time::timeout(timeout, op).await {
         Ok(result) => Ok(result?),
         Err(_) => bail!("no answer within {} s", timeout.as_secs()),
-    }
-}
-
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            warn!(error = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => info!("Ctrl-C received"),
-        () = terminate => info!("SIGTERM received"),
     }
 }

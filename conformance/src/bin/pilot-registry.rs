@@ -11,7 +11,7 @@ use conformance::registry_server::{
     Config, Policy, RegistryServer, DEFAULT_FIRST_NODE_ID, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_NODES,
 };
-use tracing::{info, warn};
+use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 /// Local in-memory Pilot registry (JSON protocol, spec §9) for tests and demos.
@@ -92,38 +92,7 @@ async fn main() -> anyhow::Result<()> {
     stdout.flush()?;
     drop(stdout);
 
-    server.run(shutdown_signal()).await?;
+    server.run(conformance::shutdown_signal()).await?;
     info!("stopped");
     Ok(())
-}
-
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            warn!(error = %err, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-
-    tokio::select! {
-        () = ctrl_c => info!("Ctrl-C received"),
-        () = terminate => info!("SIGTERM received"),
-    }
 }
