@@ -565,3 +565,114 @@ async fn tcp_connection_declaring_an_oversized_frame_is_dropped_and_the_peer_car
     b.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();
 }
+
+/// Polls `peer`'s transport counters until `done` holds (bounded by [`STEP_TIMEOUT`]).
+async fn await_stats(
+    peer: &Peer,
+    what: &str,
+    done: impl Fn(&conformance::peer::TransportStats) -> bool,
+) -> conformance::peer::TransportStats {
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        let stats = step("stats", peer.transport_stats()).await;
+        if done(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn closed_tcp_connection_is_forgotten_and_the_newest_one_carries_the_peer() {
+    let registry = start_registry().await;
+    let mut config = private_config(&registry, "tcp-restart", "b");
+    config.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.public = true;
+    let b = Peer::start(config).await.unwrap();
+    let client_config = || {
+        let mut config = PeerConfig::new(
+            registry.local_addr(),
+            std::env::temp_dir()
+                .join(format!(
+                    "pilot-peer-test-{}-tcp-restart",
+                    std::process::id()
+                ))
+                .join("a.json"),
+        );
+        config.transport = Transport::Tcp;
+        config.public = true;
+        config
+    };
+    let _ = std::fs::remove_file(&client_config().identity);
+    std::fs::create_dir_all(client_config().identity.parent().unwrap()).unwrap();
+
+    let a = Peer::start(client_config()).await.unwrap();
+    let node = a.addr();
+    step("ping over tcp", a.ping(b.addr())).await;
+    assert_eq!(step("stats", b.transport_stats()).await.tcp_connections, 1);
+    a.shutdown().await.unwrap();
+    let stats = await_stats(&b, "connection of a stopped peer", |s| {
+        s.tcp_connections == 0
+    })
+    .await;
+    eprintln!("A stopped: B dropped its TCP connection ({stats:?})");
+
+    // Same identity, same address, new connection: B answers on it.
+    let a = Peer::start(client_config()).await.unwrap();
+    assert_eq!(a.addr(), node);
+    step("ping after restart", a.ping(b.addr())).await;
+    step("ping back", b.ping(a.addr())).await;
+    let stats = step("stats", b.transport_stats()).await;
+    eprintln!("A restarted and pinged B, B pinged back over the new connection: {stats:?}");
+    assert_eq!(stats.tcp_connections, 1);
+    assert_eq!(stats.udp_frames_out, 0, "B never fell back to UDP");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn dialler_forgets_a_dead_tcp_connection_and_redials_the_new_endpoint() {
+    let registry = start_registry().await;
+    let server_config = || {
+        let mut config = PeerConfig::new(
+            registry.local_addr(),
+            std::env::temp_dir()
+                .join(format!("pilot-peer-test-{}-tcp-redial", std::process::id()))
+                .join("b.json"),
+        );
+        config.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.public = true;
+        config
+    };
+    let _ = std::fs::remove_file(&server_config().identity);
+    std::fs::create_dir_all(server_config().identity.parent().unwrap()).unwrap();
+    let b = Peer::start(server_config()).await.unwrap();
+    let mut config = private_config(&registry, "tcp-redial", "a");
+    config.transport = Transport::Tcp;
+    config.public = true;
+    let a = Peer::start(config).await.unwrap();
+    step("ping", a.ping(b.addr())).await;
+    let first = b.tcp_addr().unwrap();
+    b.shutdown().await.unwrap();
+    await_stats(&a, "connection to a stopped peer", |s| {
+        s.tcp_connections == 0
+    })
+    .await;
+    eprintln!("B at tcp {first} stopped: A dropped its pooled connection");
+
+    let b = Peer::start(server_config()).await.unwrap();
+    let second = b.tcp_addr().unwrap();
+    step("ping the restarted peer", a.ping(b.addr())).await;
+    let stats = step("stats", a.transport_stats()).await;
+    eprintln!("B restarted at tcp {second}; A resolved and dialled it again: {stats:?}");
+    assert_eq!(stats.tcp_connections, 1);
+    assert_eq!(stats.udp_frames_out, 0);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}
