@@ -156,6 +156,11 @@ async fn private_peers_become_trusted_through_the_registry_both_ways() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+    // A caller that starts waiting after the answer came still learns of it.
+    assert!(matches!(
+        c.wait_trusted(d.addr().node, STEP_TIMEOUT).await,
+        Err(PeerError::TrustRejected { .. })
+    ));
     assert!(!step("trusted", c.trusted()).await.contains(&d.addr().node));
     trust(&d, "D", &c, "C", TrustPath::Relayed).await;
 

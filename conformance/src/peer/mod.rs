@@ -637,8 +637,8 @@ impl Peer {
     }
 
     /// Waits until we trust `node` (at once if we do already). Fails with
-    /// [`PeerError::TrustRejected`] if it declines our request, [`PeerError::Timeout`] after
-    /// `timeout`.
+    /// [`PeerError::TrustRejected`] if it declined our latest request (also when the refusal
+    /// came before this call), [`PeerError::Timeout`] after `timeout`.
     pub async fn wait_trusted(&self, node: u32, timeout: Duration) -> Result<(), PeerError> {
         within(
             timeout,
