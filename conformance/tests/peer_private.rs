@@ -681,3 +681,47 @@ async fn dialler_forgets_a_dead_tcp_connection_and_redials_the_new_endpoint() {
     b.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn trust_store_keeps_admitting_a_trusted_node_after_a_restart() {
+    let registry = start_registry().await;
+    let mut a_config = private_config(&registry, "store", "a");
+    let store = a_config.identity.with_extension("trust.json");
+    let _ = std::fs::remove_file(&store);
+    a_config.trust_store = Some(store.clone());
+    let a = Peer::start(a_config.clone()).await.unwrap();
+    let b = start_private(&registry, "store", "b").await;
+    trust(&a, "A", &b, "B", TrustPath::Relayed).await;
+    let saved = std::fs::read_to_string(&store).unwrap();
+    eprintln!("A's trust store: {}", saved.trim());
+    assert!(saved.contains(&format!("\"node\":{}", b.addr().node)));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&store).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    a.shutdown().await.unwrap();
+
+    let a = Peer::start(a_config).await.unwrap();
+    assert_eq!(step("trusted", a.trusted()).await, vec![b.addr().node]);
+    step(
+        "A -> B echo",
+        a.exchange(b.addr(), 7, b"after restart".to_vec()),
+    )
+    .await;
+    // B's SYN passes A's trust gate only because A restored its trust in B.
+    let echoed = step(
+        "B -> A echo",
+        b.exchange(a.addr(), 7, b"still trusted".to_vec()),
+    )
+    .await;
+    eprintln!(
+        "A restarted; B -> A:7 -> {:?}",
+        String::from_utf8_lossy(&echoed)
+    );
+    assert_eq!(echoed, b"still trusted");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}

@@ -112,6 +112,7 @@ pub(super) struct Driver {
     deregister_on_shutdown: bool,
     heartbeat_interval: Duration,
     transport: Transport,
+    trust_store: Option<std::path::PathBuf>,
 }
 
 impl Driver {
@@ -146,6 +147,7 @@ impl Driver {
             deregister_on_shutdown: config.deregister_on_shutdown,
             heartbeat_interval: config.heartbeat_interval,
             transport: config.transport,
+            trust_store: config.trust_store.clone(),
         }
     }
 
@@ -382,6 +384,7 @@ impl Driver {
         match event {
             TrustEvent::Trusted { node } => {
                 info!(node, "trusted");
+                self.save_trust_store();
                 self.refusals.remove(&node);
                 for waiter in self.trust_waiters.remove(&node).unwrap_or_default() {
                     let _ = waiter.send(Ok(()));
@@ -409,7 +412,21 @@ impl Driver {
                 justification,
                 path,
             } => info!(node, %justification, ?path, "trust request pending"),
-            TrustEvent::Revoked { node, reason } => info!(node, %reason, "trust revoked"),
+            TrustEvent::Revoked { node, reason } => {
+                info!(node, %reason, "trust revoked");
+                self.save_trust_store();
+            }
+        }
+    }
+
+    /// Writes the trusted nodes to the configured store, if any. A failure is logged: the
+    /// trust holds while the peer runs, only a restart would forget it.
+    fn save_trust_store(&self) {
+        let (Some(path), Some(trust)) = (&self.trust_store, self.node.trust_service()) else {
+            return;
+        };
+        if let Err(err) = super::trust_store::save(path, trust.trusted()) {
+            warn!(path = %path.display(), %err, "trust store not saved");
         }
     }
 
