@@ -20,3 +20,50 @@ export async function startWorker(config, vars = {}) {
 
 /** Standard base64 of a UTF-8 string (Node's own encoder, independent of the client's). */
 export const b64 = (text) => Buffer.from(text, "utf8").toString("base64");
+
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+/** Longest wait for a spawned binary to report its listening address, in ms. */
+const STARTUP_LIMIT_MS = 30_000;
+
+/**
+ * Spawns `bin` from PILOT_BIN_DIR (cargo's target/debug) with `args` and resolves to
+ * `{ child, match }` once a line of its stdout or stderr matches `pattern`. The caller stops it
+ * with `stop(child)`.
+ */
+export function spawnListening(bin, args, pattern) {
+  const dir = process.env.PILOT_BIN_DIR;
+  if (!dir) throw new Error("PILOT_BIN_DIR is not set: run through `make test-worker-ts`");
+  const child = spawn(join(dir, bin), args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, NO_COLOR: "1", RUST_LOG: process.env.RUST_LOG ?? "info" },
+  });
+  const output = [];
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stop(child);
+      reject(new Error(`${bin} did not start within ${STARTUP_LIMIT_MS} ms:\n${output.join("\n")}`));
+    }, STARTUP_LIMIT_MS);
+    const onLine = (line) => {
+      output.push(line);
+      const match = pattern.exec(line);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, match });
+      }
+    };
+    createInterface({ input: child.stdout }).on("line", onLine);
+    createInterface({ input: child.stderr }).on("line", onLine);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${bin} exited (${code}) before listening:\n${output.join("\n")}`));
+    });
+  });
+}
+
+/** Stops a child started by spawnListening (SIGTERM: the binaries shut down cleanly on it). */
+export function stop(child) {
+  if (child && child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+}
