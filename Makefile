@@ -115,4 +115,6 @@ worker-npm: worker setup-worker-ts ## build the npm package @pilot-workers/worke
 
 test-worker-ts: worker-npm ## the TS client against a fake DO, the TS example with a real PilotNode, wrangler dry runs (workerd, loopback)
 	$(CARGO) build --quiet -p conformance --bin pilot-registry -p pilot-relay --bin pilot-relay
+	cd $(WORKER_NPM) && npm run --silent typecheck
+	cd $(WORKER_TS_EXAMPLE) && npm run --silent typecheck
 	cd $(WORKER_NPM) && PILOT_BIN_DIR=$(WORKER_BIN_DIR) node --test test/*.test.mjs
