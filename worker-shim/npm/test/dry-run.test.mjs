@@ -23,7 +23,12 @@ function dryRun(cwd, config) {
     cwd,
     encoding: "utf8",
     timeout: DRY_RUN_LIMIT_MS,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE_CF_FETCH_ENABLED: "false" },
+    env: {
+      ...process.env,
+      WRANGLER_SEND_METRICS: "false",
+      CLOUDFLARE_CF_FETCH_ENABLED: "false",
+      FORCE_COLOR: "0",
+    },
   });
   return { outdir, result, log: `${result.stdout}\n${result.stderr}` };
 }
