@@ -101,3 +101,27 @@ test-wasm: wasm ## Node tests (vectors, native transcripts, two Nodes) and the W
 bench-wasm: wasm ## wasm (Node) vs native criterion: PILA handshake and PILS 1 KiB seal/open
 	$(CARGO) bench -p pilot-core --bench crypto
 	node $(WASM_PKG)/bench/bench.mjs $(or $(CARGO_TARGET_DIR),target)/criterion
+
+# worker-shim: the Worker (workers-rs) built with worker-build, offline: the pinned
+# wasm-bindgen CLI, and wasm-opt / esbuild from worker-shim's npm devDependencies.
+WORKER_DIR  := worker-shim
+WORKER_WASM := $(WORKER_DIR)/build/index_bg.wasm
+
+.PHONY: worker worker-size worker-smoke setup-worker
+
+setup-worker: setup-wasm ## npm ci in worker-shim (wrangler, esbuild, binaryen)
+	cd $(WORKER_DIR) && npm ci --no-audit --no-fund
+
+worker: ## build the Worker into worker-shim/build (worker-build --release)
+	@command -v worker-build >/dev/null || $(CARGO) install --locked worker-build --version 0.8.7
+	cd $(WORKER_DIR) && WASM_BINDGEN_BIN="$$(command -v wasm-bindgen)" \
+		WASM_OPT_BIN="$$PWD/node_modules/.bin/wasm-opt" \
+		ESBUILD_BIN="$$PWD/node_modules/.bin/esbuild" worker-build --release
+
+worker-size: worker ## raw and gzipped bytes of the Worker's wasm
+	@raw=$$(wc -c < $(WORKER_WASM)); \
+	gz=$$(gzip -9 -c $(WORKER_WASM) | wc -c); \
+	echo "worker index_bg.wasm: $$raw bytes raw, $$gz bytes gzip -9"
+
+worker-smoke: worker ## loopback smoke run: registry, relay, native peer, the Worker in wrangler dev
+	bash $(WORKER_DIR)/scripts/smoke.sh
