@@ -39,7 +39,7 @@ setup-wasm: ## wasm32 target, the pinned wasm-bindgen CLI, npm ci in pilot-wasm
 	fi
 	cd $(WASM_PKG) && npm ci --no-audit --no-fund
 
-test: setup fmt-check clippy unit wasm-core nostd-core test-wasm ## everything CI checks (installs what it needs first)
+test: setup fmt-check clippy unit wasm-core nostd-core worker-check test-wasm ## everything CI checks (installs what it needs first)
 	@echo "make test: all checks passed"
 
 fmt-check: ## rustfmt, no changes allowed
@@ -107,7 +107,10 @@ bench-wasm: wasm ## wasm (Node) vs native criterion: PILA handshake and PILS 1 K
 WORKER_DIR  := worker-shim
 WORKER_WASM := $(WORKER_DIR)/build/index_bg.wasm
 
-.PHONY: worker worker-size worker-smoke setup-worker
+.PHONY: worker worker-size worker-smoke setup-worker worker-check
+
+worker-check: ## lints of the Worker crate for wasm32 (its Durable Object code exists only there)
+	$(CARGO) clippy -p pilot-worker --target $(WASM_TARGET) -- -D warnings
 
 setup-worker: setup-wasm ## npm ci in worker-shim (wrangler, esbuild, binaryen)
 	cd $(WORKER_DIR) && npm ci --no-audit --no-fund
