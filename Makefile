@@ -43,7 +43,7 @@ setup-wasm: ## wasm32 target, the pinned wasm-bindgen CLI, npm ci in pilot-wasm
 	fi
 	cd $(WASM_PKG) && npm ci --no-audit --no-fund
 
-test: setup fmt-check clippy unit wasm-core nostd-core test-wasm test-worker-ts ## everything CI checks (installs what it needs first)
+test: setup fmt-check clippy unit wasm-core nostd-core worker-check test-wasm test-worker-ts ## everything CI checks (installs what it needs first)
 	@echo "make test: all checks passed"
 
 fmt-check: ## rustfmt, no changes allowed
@@ -106,11 +106,38 @@ bench-wasm: wasm ## wasm (Node) vs native criterion: PILA handshake and PILS 1 K
 	$(CARGO) bench -p pilot-core --bench crypto
 	node $(WASM_PKG)/bench/bench.mjs $(or $(CARGO_TARGET_DIR),target)/criterion
 
+# worker-shim: the Worker (workers-rs) built with worker-build, offline: the pinned
+# wasm-bindgen CLI, and wasm-opt / esbuild from worker-shim's npm devDependencies.
+WORKER_DIR  := worker-shim
+WORKER_WASM := $(WORKER_DIR)/build/index_bg.wasm
+
+.PHONY: worker worker-size worker-smoke setup-worker worker-check
+
+worker-check: ## lints of the Worker crate for wasm32 (its Durable Object code exists only there)
+	$(CARGO) clippy -p pilot-worker --target $(WASM_TARGET) -- -D warnings
+
+setup-worker: setup-wasm ## npm ci in worker-shim (wrangler, esbuild, binaryen)
+	cd $(WORKER_DIR) && npm ci --no-audit --no-fund
+
+worker: ## build the Worker into worker-shim/build (worker-build --release)
+	@command -v worker-build >/dev/null || $(CARGO) install --locked worker-build --version 0.8.7
+	cd $(WORKER_DIR) && WASM_BINDGEN_BIN="$$(command -v wasm-bindgen)" \
+		WASM_OPT_BIN="$$PWD/node_modules/.bin/wasm-opt" \
+		ESBUILD_BIN="$$PWD/node_modules/.bin/esbuild" worker-build --release
+
+worker-size: worker ## raw and gzipped bytes of the Worker's wasm
+	@raw=$$(wc -c < $(WORKER_WASM)); \
+	gz=$$(gzip -9 -c $(WORKER_WASM) | wc -c); \
+	echo "worker index_bg.wasm: $$raw bytes raw, $$gz bytes gzip -9"
+
+worker-smoke: worker ## loopback smoke run: registry, relay, native peer, the Worker in wrangler dev
+	bash $(WORKER_DIR)/scripts/smoke.sh
+
 setup-worker-ts: ## npm ci for the Worker's npm package and its TypeScript example
 	cd $(WORKER_NPM) && npm ci --no-audit --no-fund
 	cd $(WORKER_TS_EXAMPLE) && npm ci --no-audit --no-fund
 
-worker-npm: worker setup-worker-ts ## build the npm package @pilot-workers/worker (client + PilotNode) into worker-shim/npm/dist
+worker-npm: setup-worker setup-worker-ts worker ## build the npm package @pilot-workers/worker (client + PilotNode) into worker-shim/npm/dist
 	cd $(WORKER_NPM) && npm run build
 
 test-worker-ts: worker-npm ## the TS client against a fake DO, the TS example with a real PilotNode, wrangler dry runs (workerd, loopback)

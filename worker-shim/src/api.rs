@@ -84,14 +84,22 @@ impl ErrorCode {
     pub fn default_hint(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "fix the request; API.md lists every route and body",
-            ErrorCode::NotReady => "retry shortly: the node reconnects to the relay and registers on its own",
+            ErrorCode::NotReady => {
+                "retry shortly: the node reconnects to the relay and registers on its own"
+            }
             ErrorCode::Timeout => "retry, or raise timeout_ms (at most 60000)",
-            ErrorCode::PeerUnreachable => "check that the peer is registered and online, then retry",
+            ErrorCode::PeerUnreachable => {
+                "check that the peer is registered and online, then retry"
+            }
             ErrorCode::NotTrusted => "ask the peer for trust with POST /v1/handshake",
-            ErrorCode::UnknownConnection => "use a connection ID returned by /v1/dial or /v1/accept",
+            ErrorCode::UnknownConnection => {
+                "use a connection ID returned by /v1/dial or /v1/accept"
+            }
             ErrorCode::ConnectionClosed => "open a new connection",
             ErrorCode::QueueFull => "read pending data first, or retry later",
-            ErrorCode::RegistryError => "check PILOT_RELAY_URL and the relay's --registry, then retry",
+            ErrorCode::RegistryError => {
+                "check PILOT_RELAY_URL and the relay's --registry, then retry"
+            }
             ErrorCode::Internal => "retry; if it persists, report it with the Worker's logs",
         }
     }
@@ -215,7 +223,9 @@ pub fn query_u64(query: &str, key: &str) -> Result<Option<u64>, ApiError> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == key {
             return v.parse().map(Some).map_err(|_| {
-                ApiError::bad_request(alloc::format!("query parameter {key}={v:?} is not a number"))
+                ApiError::bad_request(alloc::format!(
+                    "query parameter {key}={v:?} is not a number"
+                ))
             });
         }
     }
@@ -380,7 +390,10 @@ mod tests {
         assert_eq!(timeout_of(None).unwrap(), DEFAULT_TIMEOUT);
         assert_eq!(timeout_of(Some(250)).unwrap(), Duration::from_millis(250));
         assert_eq!(timeout_of(Some(60_000)).unwrap(), MAX_TIMEOUT);
-        assert_eq!(timeout_of(Some(60_001)).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            timeout_of(Some(60_001)).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
         assert_eq!(timeout_of(Some(0)).unwrap_err().code, ErrorCode::BadRequest);
     }
 
@@ -397,7 +410,10 @@ mod tests {
 
     #[test]
     fn query_numbers_are_found_and_checked() {
-        assert_eq!(query_u64("max_bytes=10&timeout_ms=5", "timeout_ms").unwrap(), Some(5));
+        assert_eq!(
+            query_u64("max_bytes=10&timeout_ms=5", "timeout_ms").unwrap(),
+            Some(5)
+        );
         assert_eq!(query_u64("", "timeout_ms").unwrap(), None);
         assert!(query_u64("timeout_ms=x", "timeout_ms").is_err());
     }

@@ -88,8 +88,13 @@ impl PilotClient {
             init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
         }
         init.with_headers(headers);
-        let request = Request::new_with_init(&format!("{ORIGIN}{path}"), &init).map_err(transport)?;
-        let mut response = self.stub.fetch_with_request(request).await.map_err(transport)?;
+        let request =
+            Request::new_with_init(&format!("{ORIGIN}{path}"), &init).map_err(transport)?;
+        let mut response = self
+            .stub
+            .fetch_with_request(request)
+            .await
+            .map_err(transport)?;
         if response.status_code() >= 400 {
             let text = response.text().await.map_err(transport)?;
             return Err(match serde_json::from_str::<ErrorBody>(&text) {
@@ -194,7 +199,11 @@ impl PilotClient {
             path.push_str(&params.join("&"));
         }
         let mut response = self.call(Method::Post, &path, None).await?;
-        let eof = response.headers().get(EOF_HEADER).map_err(transport)?.is_some();
+        let eof = response
+            .headers()
+            .get(EOF_HEADER)
+            .map_err(transport)?
+            .is_some();
         let bytes = response.bytes().await.map_err(transport)?;
         Ok(if bytes.is_empty() && eof {
             ReadResult::Eof
@@ -225,7 +234,9 @@ impl PilotClient {
             filename: filename.map(str::to_string),
             timeout_ms: None,
         };
-        let reply: MessageReply = self.json(Method::Post, "/v1/send-message", Some(&body)).await?;
+        let reply: MessageReply = self
+            .json(Method::Post, "/v1/send-message", Some(&body))
+            .await?;
         Ok(reply.reply)
     }
 }

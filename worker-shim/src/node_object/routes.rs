@@ -4,19 +4,19 @@ use std::rc::Rc;
 
 use pilot_core::addr::Addr;
 use pilot_core::node::ConnectionId;
+use pilot_core::node::NodeError;
 use pilot_core::registry::{ListNodes, Request, RequestHandshake, Response, SetHostname};
 use pilot_core::services::dataexchange::Frame;
 use pilot_core::stream::{State as StreamState, StreamError};
-use pilot_core::node::NodeError;
 use serde::{Deserialize, Serialize};
 use worker::{Headers, Method, Request as HttpRequest, Response as HttpResponse};
 
 use super::driver::{node_error, unexpected, ConnWatch, Shared, MAX_PINGS_IN_FLIGHT};
 use super::{ensure_started, persist_if_needed};
 use crate::api::{
-    check_port, decode_data, encode_data, parse_addr, parse_body, query_u64, timeout_of,
-    ApiError, DialRequest, Dialed, Empty, ErrorCode, Hostname, Info, MessageReply, PingRequest,
-    Pong, Resolved, SendMessageRequest, Written, DEFAULT_READ_BYTES, EOF_HEADER,
+    check_port, decode_data, encode_data, parse_addr, parse_body, query_u64, timeout_of, ApiError,
+    DialRequest, Dialed, Empty, ErrorCode, Hostname, Info, MessageReply, PingRequest, Pong,
+    Resolved, SendMessageRequest, Written, DEFAULT_READ_BYTES, EOF_HEADER,
 };
 use crate::transport::Transport;
 
@@ -101,9 +101,7 @@ async fn route(shared: &Rc<Shared>, req: &mut HttpRequest) -> Result<HttpRespons
         (Method::Post, ["v1", "accept"]) => accept(shared, json_body(req).await?).await,
         (Method::Post, ["v1", "send-to"]) => send_to(shared, json_body(req).await?).await,
         (Method::Post, ["v1", "recv-from"]) => recv_from(shared, json_body(req).await?).await,
-        (Method::Post, ["v1", "send-message"]) => {
-            send_message(shared, json_body(req).await?).await
-        }
+        (Method::Post, ["v1", "send-message"]) => send_message(shared, json_body(req).await?).await,
         (Method::Post, ["v1", "publish"]) => publish(shared, json_body(req).await?).await,
         (Method::Post, ["v1", "subscribe"]) => subscribe(shared, json_body(req).await?).await,
         (Method::Post, ["v1", "subscriptions", id, "next"]) => {
@@ -182,7 +180,12 @@ async fn hostname(shared: &Rc<Shared>, body: Hostname) -> Result<HttpResponse, A
         body.hostname.clone(),
         &identity,
     ));
-    match shared.registry.call(&request).await.map_err(registry_error)? {
+    match shared
+        .registry
+        .call(&request)
+        .await
+        .map_err(registry_error)?
+    {
         Response::SetHostnameOk(_) => {
             shared.inner.borrow_mut().hostname = body.hostname.clone();
             json(&body)
@@ -206,12 +209,21 @@ async fn resolve_hostname(shared: &Rc<Shared>, query: &str) -> Result<HttpRespon
         .to_string();
     ready(shared).await?;
     let request = Request::ListNodes(ListNodes { network_id: 0 });
-    match shared.registry.call(&request).await.map_err(registry_error)? {
+    match shared
+        .registry
+        .call(&request)
+        .await
+        .map_err(registry_error)?
+    {
         Response::ListNodesOk(list) => list
             .nodes
             .iter()
             .find(|n| n.hostname.as_deref() == Some(wanted.as_str()))
-            .map(|n| json(&Resolved { address: Addr::new(0, n.node_id).to_string() }))
+            .map(|n| {
+                json(&Resolved {
+                    address: Addr::new(0, n.node_id).to_string(),
+                })
+            })
             .unwrap_or_else(|| {
                 Err(ApiError::new(
                     ErrorCode::PeerUnreachable,
@@ -232,7 +244,10 @@ async fn ping(shared: &Rc<Shared>, body: PingRequest) -> Result<HttpResponse, Ap
     let (payload, failures) = {
         let mut inner = shared.inner.borrow_mut();
         if inner.pings.len() >= MAX_PINGS_IN_FLIGHT {
-            return Err(ApiError::new(ErrorCode::QueueFull, "too many pings in flight"));
+            return Err(ApiError::new(
+                ErrorCode::QueueFull,
+                "too many pings in flight",
+            ));
         }
         inner.next_ping += 1;
         let payload = inner.next_ping.to_be_bytes().to_vec();
@@ -254,7 +269,9 @@ async fn ping(shared: &Rc<Shared>, body: PingRequest) -> Result<HttpResponse, Ap
         Err(err) => Err(err),
     };
     shared.inner.borrow_mut().pings.remove(&payload);
-    json(&Pong { rtt_ms: result? as f64 })
+    json(&Pong {
+        rtt_ms: result? as f64,
+    })
 }
 
 fn unreachable_count(inner: &super::Inner, node: u32) -> u64 {
@@ -294,7 +311,8 @@ async fn handshake(shared: &Rc<Shared>, body: HandshakeRequest) -> Result<HttpRe
     let direct = shared.ensure_path(peer.node).await;
     match direct {
         Ok(()) => {
-            shared.with_node(|node, now| node.trust_request(now, peer.node, &body.justification))?;
+            shared
+                .with_node(|node, now| node.trust_request(now, peer.node, &body.justification))?;
         }
         Err(err) if err.code == ErrorCode::PeerUnreachable => {
             let identity = shared.inner.borrow().identity.clone();
@@ -306,14 +324,20 @@ async fn handshake(shared: &Rc<Shared>, body: HandshakeRequest) -> Result<HttpRe
                 body.justification.clone(),
                 &identity,
             ));
-            let answer = shared.registry.call(&request).await.map_err(registry_error)?;
+            let answer = shared
+                .registry
+                .call(&request)
+                .await
+                .map_err(registry_error)?;
             if let Response::Error { error } = answer {
                 return Err(ApiError::new(ErrorCode::RegistryError, error));
             }
         }
         Err(err) => return Err(err),
     }
-    json(&Status { status: "requested" })
+    json(&Status {
+        status: "requested",
+    })
 }
 
 #[derive(Serialize)]
@@ -491,17 +515,26 @@ async fn write(
         Ok(()) => json(&Written { written }),
         Err(err) if err.code == ErrorCode::Timeout => Err(ApiError::new(
             ErrorCode::Timeout,
-            format!("{written} of {} bytes queued before the timeout", bytes.len()),
+            format!(
+                "{written} of {} bytes queued before the timeout",
+                bytes.len()
+            ),
         )
         .with_hint("the peer is not reading; retry the rest later")),
         Err(err) => Err(err),
     }
 }
 
-async fn read(shared: &Rc<Shared>, conn: ConnectionId, query: &str) -> Result<HttpResponse, ApiError> {
+async fn read(
+    shared: &Rc<Shared>,
+    conn: ConnectionId,
+    query: &str,
+) -> Result<HttpResponse, ApiError> {
     let timeout = timeout_of(query_u64(query, "timeout_ms")?)?;
     let max = query_u64(query, "max_bytes")?
-        .map_or(DEFAULT_READ_BYTES, |n| usize::try_from(n).unwrap_or(MAX_READ_BYTES))
+        .map_or(DEFAULT_READ_BYTES, |n| {
+            usize::try_from(n).unwrap_or(MAX_READ_BYTES)
+        })
         .clamp(1, MAX_READ_BYTES);
     ready(shared).await?;
     let mut buf = vec![0u8; max];
@@ -526,7 +559,9 @@ async fn read(shared: &Rc<Shared>, conn: ConnectionId, query: &str) -> Result<Ht
     if n == 0 {
         headers.set(EOF_HEADER, "1").map_err(internal)?;
     }
-    Ok(HttpResponse::from_bytes(buf).map_err(internal)?.with_headers(headers))
+    Ok(HttpResponse::from_bytes(buf)
+        .map_err(internal)?
+        .with_headers(headers))
 }
 
 async fn close(shared: &Rc<Shared>, conn: ConnectionId) -> Result<HttpResponse, ApiError> {
@@ -574,8 +609,10 @@ fn require_listening(shared: &Shared, port: u16) -> Result<(), ApiError> {
     if shared.inner.borrow().ports.contains_key(&port) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("port {port} is not listened on"))
-            .with_hint("POST /v1/listen first"))
+        Err(
+            ApiError::bad_request(format!("port {port} is not listened on"))
+                .with_hint("POST /v1/listen first"),
+        )
     }
 }
 
@@ -709,7 +746,8 @@ async fn publish(shared: &Rc<Shared>, body: PublishRequest) -> Result<HttpRespon
     let timeout = timeout_of(body.timeout_ms)?;
     ready(shared).await?;
     shared.ensure_path(peer.node).await?;
-    let conn = shared.with_node(|node, now| node.publish(now, peer, body.topic.as_bytes(), &data))?;
+    let conn =
+        shared.with_node(|node, now| node.publish(now, peer, body.topic.as_bytes(), &data))?;
     shared
         .wait_for(timeout, "publish", |inner| {
             match inner.node.as_ref()?.connection_state(conn) {
@@ -746,7 +784,9 @@ async fn subscribe(shared: &Rc<Shared>, body: SubscribeRequest) -> Result<HttpRe
         .borrow_mut()
         .subscriptions
         .insert(conn, Default::default());
-    json(&SubscriptionAnswer { subscription: conn.0 })
+    json(&SubscriptionAnswer {
+        subscription: conn.0,
+    })
 }
 
 #[derive(Default, Deserialize)]
@@ -793,4 +833,3 @@ async fn next_event(
         data: encode_data(&payload),
     })
 }
-

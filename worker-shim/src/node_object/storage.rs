@@ -20,7 +20,10 @@ const TRUSTED_KEY: &str = "trusted";
 const PEER_KEYS_KEY: &str = "peer_keys";
 
 fn storage_error(err: worker::Error) -> ApiError {
-    ApiError::new(ErrorCode::Internal, format!("Durable Object storage: {err}"))
+    ApiError::new(
+        ErrorCode::Internal,
+        format!("Durable Object storage: {err}"),
+    )
 }
 
 /// The RFC 8032 seed of our identity, created with getrandom on first start.
