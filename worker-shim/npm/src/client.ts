@@ -300,9 +300,17 @@ export class PilotClient {
     return this.#sendExchange({ peer, type: "file", data: toBase64(data), filename }, options);
   }
 
-  /** Publishes `data` on `topic` at `peer`'s event stream broker (port 1002). */
-  async publishEvent(peer: string, topic: string, data: Uint8Array | string): Promise<void> {
-    const json = { peer, topic, data: toBase64(bytesOf(data)) };
+  /**
+   * Publishes `data` on `topic` at `peer`'s event stream broker (port 1002); resolves once the
+   * broker's stream took the event.
+   */
+  async publishEvent(
+    peer: string,
+    topic: string,
+    data: Uint8Array | string,
+    options: WaitOptions = {},
+  ): Promise<void> {
+    const json = { peer, topic, data: toBase64(bytesOf(data)), timeout_ms: timeoutOf(options) };
     await this.#json("POST /v1/publish", { method: "POST", path: "/v1/publish", json });
   }
 
@@ -477,7 +485,10 @@ export class Subscription {
     this.topic = topic;
   }
 
-  /** The next event; rejects with `timeout` if none arrives in time. */
+  /**
+   * The next event; rejects with `timeout` if none arrives in time, and with
+   * `connection_closed` once the broker ended the subscription and every event was taken.
+   */
   async next(options: WaitOptions = {}): Promise<PilotEvent> {
     const route = "POST /v1/subscriptions/{id}/next";
     const response = await this.#client.request(route, {

@@ -255,22 +255,32 @@ describe("request shapes and answer mapping", () => {
     const { results, error, requests } = await run(
       [
         { json: {} },
+        { json: {} },
         { json: { subscription: "s/1" } },
         { json: { topic: "news", data: b64("flash") } },
       ],
       [
         { op: "client.publishEvent", args: [PEER, "news", "flash"] },
+        { op: "client.publishEvent", args: [PEER, "news", { bytes: b64("more") }, { timeoutMs: 700 }] },
         { op: "client.subscribe", args: [PEER, "news"] },
         { op: "last.next", args: [{ timeoutMs: 50 }] },
       ],
     );
     assert.equal(error, null);
-    assert.deepEqual(results[1], { id: "s/1", topic: "news" });
-    assert.deepEqual(results[2], { topic: "news", data: { bytes: b64("flash") } });
+    assert.deepEqual(results[2], { id: "s/1", topic: "news" });
+    assert.deepEqual(results[3], { topic: "news", data: { bytes: b64("flash") } });
+    assert.equal(requests[0].path, `${ORIGIN}/v1/publish`);
     assert.deepEqual(json(requests[0].body), { peer: PEER, topic: "news", data: b64("flash") });
-    assert.deepEqual(json(requests[1].body), { peer: PEER, topic: "news" });
-    assert.equal(requests[2].path, `${ORIGIN}/v1/subscriptions/s%2F1/next`);
-    assert.deepEqual(json(requests[2].body), { timeout_ms: 50 });
+    assert.deepEqual(json(requests[1].body), {
+      peer: PEER,
+      topic: "news",
+      data: b64("more"),
+      timeout_ms: 700,
+    });
+    assert.equal(requests[2].path, `${ORIGIN}/v1/subscribe`);
+    assert.deepEqual(json(requests[2].body), { peer: PEER, topic: "news" });
+    assert.equal(requests[3].path, `${ORIGIN}/v1/subscriptions/s%2F1/next`);
+    assert.deepEqual(json(requests[3].body), { timeout_ms: 50 });
   });
 });
 
