@@ -140,8 +140,8 @@ setup-worker-ts: ## npm ci for the Worker's npm package and its TypeScript examp
 worker-npm: setup-worker setup-worker-ts worker ## build the npm package @pilot-workers/worker (client + PilotNode) into worker-shim/npm/dist
 	cd $(WORKER_NPM) && npm run build
 
-test-worker-ts: worker-npm ## the TS client against a fake DO, the TS example with a real PilotNode, wrangler dry runs (workerd, loopback)
-	$(CARGO) build --quiet -p conformance --bin pilot-registry -p pilot-relay --bin pilot-relay
+test-worker-ts: worker-npm ## TS client vs a fake DO and a real PilotNode, the TS example, wrangler dry runs (workerd, loopback)
+	$(CARGO) build --quiet -p conformance --bin pilot-registry --bin pilot-peer -p pilot-relay --bin pilot-relay
 	cd $(WORKER_NPM) && npm run --silent typecheck
 	cd $(WORKER_TS_EXAMPLE) && npm run --silent typecheck
 	cd $(WORKER_NPM) && PILOT_BIN_DIR=$(WORKER_BIN_DIR) node --test test/*.test.mjs

@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { spawnListening, startWorker, stop } from "./helpers.mjs";
+import { startWorker, startWorld } from "./helpers.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const example = join(here, "..", "..", "examples", "ts-worker");
@@ -15,41 +15,20 @@ const REGISTER_POLL_PAUSE_MS = 250;
 /** Ed25519 public keys are 32 bytes (spec §2). */
 const PUBLIC_KEY_BYTES = 32;
 
-let registry;
-let relay;
+let world;
 let worker;
 
 before(async () => {
-  registry = await spawnListening(
-    "pilot-registry",
-    ["--listen", "127.0.0.1:0"],
-    /listening on (127\.0\.0\.1:\d+)/,
-  );
-  relay = await spawnListening(
-    "pilot-relay",
-    [
-      "--open",
-      "--listen",
-      "127.0.0.1:0",
-      "--udp-bind-ip",
-      "127.0.0.1",
-      "--allow-dest",
-      "127.0.0.0/8",
-      "--registry",
-      registry.match[1],
-    ],
-    /pilot-relay listening.*listen=(127\.0\.0\.1:\d+)/,
-  );
+  world = await startWorld();
   worker = await startWorker(join(example, "wrangler.toml"), {
-    PILOT_RELAY_URL: `ws://${relay.match[1]}`,
+    PILOT_RELAY_URL: world.relayUrl,
     PILOT_HOSTNAME: "",
   });
 });
 
 after(async () => {
   await worker?.dispose();
-  stop(relay?.child);
-  stop(registry?.child);
+  world?.stop();
 });
 
 async function getInfo() {

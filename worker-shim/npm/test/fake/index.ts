@@ -2,6 +2,7 @@
 // is loaded with the scripted answers, a PilotClient over its stub performs the steps, and the
 // answer reports the steps' results (or the error) and every request the fake received.
 import { isPilotError, PilotClient } from "../../src/client.js";
+import { fromBase64, runSteps, toBase64, type Step } from "../runner.js";
 
 interface Env {
   FAKE: DurableObjectNamespace;
@@ -66,74 +67,14 @@ function answer(s: Scripted): Response {
   return new Response(s.text ?? null, init);
 }
 
-/** A step: a method of the client (`client.ping`) or of the previous step's result (`last.read`). */
-interface Step {
-  op: string;
-  args?: unknown[];
-}
-
 export default {
   async fetch(request: Request, env: Env): Promise<Response> {
     const { script, steps } = (await request.json()) as { script: Scripted[]; steps: Step[] };
     const stub = env.FAKE.get(env.FAKE.newUniqueId());
     await stub.fetch(`${CONTROL_ORIGIN}/script`, { method: "POST", body: JSON.stringify(script) });
 
-    const client = new PilotClient(stub);
-    const results: unknown[] = [];
-    let error: unknown = null;
-    let last: unknown = null;
-    for (const step of steps) {
-      try {
-        last = await perform(client, last, step);
-        results.push(encode(last));
-      } catch (e) {
-        error = describeError(e);
-        break;
-      }
-    }
+    const { results, error } = await runSteps(new PilotClient(stub), steps, isPilotError);
     const requests = await (await stub.fetch(`${CONTROL_ORIGIN}/requests`)).json();
     return Response.json({ results, error, requests });
   },
 };
-
-async function perform(client: PilotClient, last: unknown, step: Step): Promise<unknown> {
-  const [target, method] = step.op.split(".") as [string, string];
-  const receiver = (target === "client" ? client : last) as Record<string, unknown>;
-  const fn = receiver[method];
-  if (typeof fn !== "function") throw new Error(`test step ${step.op}: no such method`);
-  return await fn.apply(receiver, (step.args ?? []).map(decode));
-}
-
-function describeError(e: unknown) {
-  if (isPilotError(e)) {
-    return { pilot: true, name: e.name, code: e.code, message: e.message, hint: e.hint, status: e.status };
-  }
-  return { pilot: false, name: (e as Error).name, message: String(e) };
-}
-
-/** Byte arrays travel as {bytes: base64} in both directions; class instances as their fields. */
-function decode(arg: unknown): unknown {
-  if (typeof arg === "object" && arg !== null && "bytes" in arg) {
-    return fromBase64((arg as { bytes: string }).bytes);
-  }
-  return arg;
-}
-
-function encode(value: unknown): unknown {
-  if (value instanceof Uint8Array) return { bytes: toBase64(value) };
-  if (Array.isArray(value)) return value.map(encode);
-  if (typeof value === "object" && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, encode(v)]));
-  }
-  return value === undefined ? null : value;
-}
-
-function toBase64(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s);
-}
-
-function fromBase64(text: string): Uint8Array {
-  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-}
