@@ -191,6 +191,7 @@ async fn hostname(shared: &Rc<Shared>, body: Hostname) -> Result<HttpResponse, A
     {
         Response::SetHostnameOk(_) => {
             shared.inner.borrow_mut().hostname = body.hostname.clone();
+            super::storage::save_hostname(shared, &body.hostname).await;
             json(&body)
         }
         Response::Error { error } => Err(ApiError::new(
@@ -709,12 +710,14 @@ async fn next_event(
             if let Some(event) = queue.pop_front() {
                 return Some(Ok(event));
             }
-            (!alive).then(|| {
-                Err(ApiError::new(
-                    ErrorCode::ConnectionClosed,
-                    "the broker ended the subscription",
-                ))
-            })
+            if alive {
+                return None;
+            }
+            inner.subscriptions.remove(&id);
+            Some(Err(ApiError::new(
+                ErrorCode::ConnectionClosed,
+                "the broker ended the subscription",
+            )))
         })
         .await?;
     json(&EventAnswer {
