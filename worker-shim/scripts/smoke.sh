@@ -6,6 +6,7 @@
 #
 # Needs: `make worker` done (build/worker/shim.mjs), `npm ci` in worker-shim, curl, python3.
 # Usage: scripts/smoke.sh            (from worker-shim/, or via `make worker-smoke`)
+#        SMOKE_KEEP_LOGS=/tmp/logs scripts/smoke.sh   keeps every process's log
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,6 +18,9 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "${SMOKE_KEEP_LOGS:-}" ]; then
+    mkdir -p "$SMOKE_KEEP_LOGS" && cp "$work"/*.log "$SMOKE_KEEP_LOGS"/ 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
