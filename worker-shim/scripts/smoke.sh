@@ -6,6 +6,7 @@
 #
 # Needs: `make worker` done (build/worker/shim.mjs), `npm ci` in worker-shim, curl, python3.
 # Usage: scripts/smoke.sh            (from worker-shim/, or via `make worker-smoke`)
+#        SMOKE_KEEP_LOGS=/tmp/logs scripts/smoke.sh   keeps every process's log
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,6 +18,9 @@ pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [ -n "${SMOKE_KEEP_LOGS:-}" ]; then
+    mkdir -p "$SMOKE_KEEP_LOGS" && cp "$work"/*.log "$SMOKE_KEEP_LOGS"/ 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -189,6 +193,21 @@ done
 echo "$event"
 [ "$(echo "$event" | field '["data"]')" = "$payload" ] || fail "no event on the subscription"
 
+echo "== POST /v1/hostname, GET /v1/resolve-hostname"
+api POST hostname -d '{"hostname":"smoke-worker"}'
+echo
+resolved="$(api GET 'resolve-hostname?hostname=smoke-worker')"
+echo "$resolved"
+[ "$(echo "$resolved" | field '["address"]')" = "$worker_addr" ] || fail "hostname resolves elsewhere"
+
+echo "== POST /v1/handshake to the peer, GET /v1/handshakes, GET /v1/trusted"
+api POST handshake -d "{\"peer\":\"$peer\",\"justification\":\"smoke test\"}"
+echo
+api GET handshakes
+echo
+api GET trusted
+echo
+
 echo "== relay restart: the node reconnects and registers its new endpoint"
 old_endpoint="$(echo "$info" | field '["endpoint"]')"
 stop "$relay_pid"
@@ -214,6 +233,7 @@ echo "$again"
 [ "$(echo "$again" | field '["node_id"]')" = "$node_id" ] || fail "node ID changed over a restart"
 [ "$(echo "$again" | field '["public_key"]')" = "$(echo "$info" | field '["public_key"]')" ] ||
   fail "identity changed over a restart"
+[ "$(echo "$again" | field '["hostname"]')" = smoke-worker ] || fail "hostname not claimed again"
 
 echo "== wasm size"
 wasm="$here/build/index_bg.wasm"

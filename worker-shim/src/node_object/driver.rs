@@ -505,12 +505,11 @@ fn on_event(inner: &mut Inner, event: Event) {
             fail_conn(inner, conn, why);
         }
         Event::StreamClosed(conn) => {
-            if let Some(Some(_)) = inner.messages.get(&conn) {
-            } else if inner.messages.contains_key(&conn) {
-                inner
-                    .messages
-                    .insert(conn, Some(Err("stream closed before the answer".into())));
+            if let Some(slot @ None) = inner.messages.get_mut(&conn) {
+                *slot = Some(Err("stream closed before the answer".into()));
             }
+            fail_conn(inner, conn, "the stream is closed");
+            forget_closed_conns(inner);
         }
         Event::Datagram {
             from,
@@ -620,6 +619,27 @@ fn on_accepted(inner: &mut Inner, conn: ConnectionId, port: u16, peer: Addr, pee
             failed: None,
         },
     );
+}
+
+/// Closed connections stay known (so a late read says `connection_closed`, not
+/// `unknown_connection`) until this many watches exist; then the oldest closed ones go.
+const MAX_CONN_WATCHES: usize = 8192;
+
+fn forget_closed_conns(inner: &mut Inner) {
+    if inner.conns.len() <= MAX_CONN_WATCHES {
+        return;
+    }
+    let excess = inner.conns.len() - MAX_CONN_WATCHES;
+    let closed: Vec<ConnectionId> = inner
+        .conns
+        .iter()
+        .filter(|(_, w)| w.failed.is_some())
+        .map(|(c, _)| *c)
+        .take(excess)
+        .collect();
+    for conn in closed {
+        inner.conns.remove(&conn);
+    }
 }
 
 fn fail_conn(inner: &mut Inner, conn: ConnectionId, why: &str) {

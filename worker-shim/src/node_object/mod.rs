@@ -171,7 +171,8 @@ async fn start(shared: &Rc<Shared>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Registers `listen_addr` (spec §9.3), goes public and claims the hostname if configured.
+/// Registers `listen_addr` (spec §9.3), goes public if configured, and claims the hostname
+/// (`PILOT_HOSTNAME`, else the one last set through the API).
 async fn register(
     shared: &Rc<Shared>,
     identity: &pilot_core::crypto::Identity,
@@ -208,7 +209,11 @@ async fn register(
             other => warn!(answer = other.type_name(), "set_visibility refused"),
         }
     }
-    if let Some(hostname) = shared.config.hostname.clone() {
+    let hostname = match shared.config.hostname.clone() {
+        Some(configured) => Some(configured),
+        None => storage::load_hostname(shared).await,
+    };
+    if let Some(hostname) = hostname {
         let request =
             Request::SetHostname(SetHostname::signed(ok.node_id, hostname.clone(), identity));
         match shared

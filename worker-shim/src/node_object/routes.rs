@@ -14,9 +14,12 @@ use worker::{Headers, Method, Request as HttpRequest, Response as HttpResponse};
 use super::driver::{node_error, unexpected, ConnWatch, Shared, MAX_PINGS_IN_FLIGHT};
 use super::{ensure_started, persist_if_needed};
 use crate::api::{
-    check_port, decode_data, encode_data, parse_addr, parse_body, query_u64, timeout_of, ApiError,
-    DialRequest, Dialed, Empty, ErrorCode, Hostname, Info, MessageReply, PingRequest, Pong,
-    Resolved, SendMessageRequest, Written, DEFAULT_READ_BYTES, EOF_HEADER,
+    check_port, decode_data, encode_data, parse_addr, parse_body, query_u64, timeout_of,
+    AcceptAnswer, ApiError, DatagramAnswer, Decision, DialRequest, Dialed, Empty, ErrorCode,
+    EventAnswer, HandshakeRequest, Hostname, Info, MessageReply, Pending, PendingList, PingRequest,
+    Pong, PortAnswer, PortRequest, PortWait, PublishRequest, Resolved, SendMessageRequest, SendTo,
+    Status, SubscribeRequest, SubscriptionAnswer, TimeoutOnly, TrustedList, TrustedPeer, Written,
+    DEFAULT_READ_BYTES, EOF_HEADER,
 };
 use crate::transport::Transport;
 
@@ -188,6 +191,7 @@ async fn hostname(shared: &Rc<Shared>, body: Hostname) -> Result<HttpResponse, A
     {
         Response::SetHostnameOk(_) => {
             shared.inner.borrow_mut().hostname = body.hostname.clone();
+            super::storage::save_hostname(shared, &body.hostname).await;
             json(&body)
         }
         Response::Error { error } => Err(ApiError::new(
@@ -291,18 +295,6 @@ fn unreachable_since<T>(
     })
 }
 
-#[derive(Deserialize)]
-struct HandshakeRequest {
-    peer: String,
-    #[serde(default)]
-    justification: String,
-}
-
-#[derive(Serialize)]
-struct Status {
-    status: &'static str,
-}
-
 /// Asks for trust directly over port 444 when the registry gives us the peer's endpoint,
 /// else through the registry's relayed handshake (spec §9.6).
 async fn handshake(shared: &Rc<Shared>, body: HandshakeRequest) -> Result<HttpResponse, ApiError> {
@@ -336,20 +328,8 @@ async fn handshake(shared: &Rc<Shared>, body: HandshakeRequest) -> Result<HttpRe
         Err(err) => return Err(err),
     }
     json(&Status {
-        status: "requested",
+        status: "requested".to_string(),
     })
-}
-
-#[derive(Serialize)]
-struct Pending {
-    node: u32,
-    address: String,
-    justification: String,
-}
-
-#[derive(Serialize)]
-struct PendingList {
-    pending: Vec<Pending>,
 }
 
 async fn handshakes(shared: &Rc<Shared>) -> Result<HttpResponse, ApiError> {
@@ -373,13 +353,6 @@ async fn handshakes(shared: &Rc<Shared>) -> Result<HttpResponse, ApiError> {
     json(&PendingList { pending })
 }
 
-#[derive(Deserialize)]
-struct Decision {
-    node: u32,
-    #[serde(default)]
-    reason: String,
-}
-
 async fn approve(shared: &Rc<Shared>, body: Decision) -> Result<HttpResponse, ApiError> {
     ready(shared).await?;
     shared.with_node(|node, now| node.trust_approve(now, body.node))?;
@@ -392,17 +365,6 @@ async fn reject(shared: &Rc<Shared>, body: Decision) -> Result<HttpResponse, Api
     shared.with_node(|node, now| node.trust_reject(now, body.node, &body.reason))?;
     persist_if_needed(shared).await;
     json(&Empty {})
-}
-
-#[derive(Serialize)]
-struct TrustedPeer {
-    node: u32,
-    address: String,
-}
-
-#[derive(Serialize)]
-struct TrustedList {
-    trusted: Vec<TrustedPeer>,
 }
 
 async fn trusted(shared: &Rc<Shared>) -> Result<HttpResponse, ApiError> {
@@ -572,37 +534,12 @@ async fn close(shared: &Rc<Shared>, conn: ConnectionId) -> Result<HttpResponse, 
     json(&Empty {})
 }
 
-#[derive(Deserialize)]
-struct PortRequest {
-    port: u32,
-}
-
-#[derive(Serialize)]
-struct PortAnswer {
-    port: u16,
-}
-
 async fn listen(shared: &Rc<Shared>, body: PortRequest) -> Result<HttpResponse, ApiError> {
     let port = check_port(body.port)?;
     ready(shared).await?;
     shared.with_node(|node, _| node.listen(port))?;
     shared.inner.borrow_mut().ports.entry(port).or_default();
     json(&PortAnswer { port })
-}
-
-#[derive(Deserialize)]
-struct PortWait {
-    port: u32,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct AcceptAnswer {
-    conn: u64,
-    peer: String,
-    peer_port: u16,
-    port: u16,
 }
 
 fn require_listening(shared: &Shared, port: u16) -> Result<(), ApiError> {
@@ -638,13 +575,6 @@ async fn accept(shared: &Rc<Shared>, body: PortWait) -> Result<HttpResponse, Api
     })
 }
 
-#[derive(Deserialize)]
-struct SendTo {
-    peer: String,
-    port: u32,
-    data: String,
-}
-
 async fn send_to(shared: &Rc<Shared>, body: SendTo) -> Result<HttpResponse, ApiError> {
     let peer = parse_addr(&body.peer)?;
     let port = check_port(body.port)?;
@@ -653,14 +583,6 @@ async fn send_to(shared: &Rc<Shared>, body: SendTo) -> Result<HttpResponse, ApiE
     shared.ensure_path(peer.node).await?;
     shared.with_node(|node, now| node.send_to(now, peer, port, &data))?;
     json(&Empty {})
-}
-
-#[derive(Serialize)]
-struct DatagramAnswer {
-    from: String,
-    src_port: u16,
-    port: u16,
-    data: String,
 }
 
 async fn recv_from(shared: &Rc<Shared>, body: PortWait) -> Result<HttpResponse, ApiError> {
@@ -729,15 +651,6 @@ async fn send_message(
     json(&MessageReply { reply: result? })
 }
 
-#[derive(Deserialize)]
-struct PublishRequest {
-    peer: String,
-    topic: String,
-    data: String,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
 /// Returns once both FINs were exchanged: the broker's stream took every byte (it sends
 /// no application-level answer, spec §10.4).
 async fn publish(shared: &Rc<Shared>, body: PublishRequest) -> Result<HttpResponse, ApiError> {
@@ -763,17 +676,6 @@ async fn publish(shared: &Rc<Shared>, body: PublishRequest) -> Result<HttpRespon
     json(&Empty {})
 }
 
-#[derive(Deserialize)]
-struct SubscribeRequest {
-    peer: String,
-    topic: String,
-}
-
-#[derive(Serialize)]
-struct SubscriptionAnswer {
-    subscription: u64,
-}
-
 async fn subscribe(shared: &Rc<Shared>, body: SubscribeRequest) -> Result<HttpResponse, ApiError> {
     let peer = parse_addr(&body.peer)?;
     ready(shared).await?;
@@ -787,18 +689,6 @@ async fn subscribe(shared: &Rc<Shared>, body: SubscribeRequest) -> Result<HttpRe
     json(&SubscriptionAnswer {
         subscription: conn.0,
     })
-}
-
-#[derive(Default, Deserialize)]
-struct TimeoutOnly {
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct EventAnswer {
-    topic: String,
-    data: String,
 }
 
 async fn next_event(
@@ -820,12 +710,14 @@ async fn next_event(
             if let Some(event) = queue.pop_front() {
                 return Some(Ok(event));
             }
-            (!alive).then(|| {
-                Err(ApiError::new(
-                    ErrorCode::ConnectionClosed,
-                    "the broker ended the subscription",
-                ))
-            })
+            if alive {
+                return None;
+            }
+            inner.subscriptions.remove(&id);
+            Some(Err(ApiError::new(
+                ErrorCode::ConnectionClosed,
+                "the broker ended the subscription",
+            )))
         })
         .await?;
     json(&EventAnswer {
