@@ -17,16 +17,20 @@ WASM_OUT     := $(WASM_PKG)/test/out
 WASM_RAW     := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/wasm-release/pilot_wasm.wasm
 WASM_OPT     := $(WASM_PKG)/node_modules/.bin/wasm-opt
 # The features rustc enables by default for wasm32-unknown-unknown; wasm-opt must accept them.
+# The TypeScript face of the Worker peer: the npm package and its example Worker.
+WORKER_NPM     := worker-shim/npm
+WORKER_TS_EXAMPLE := worker-shim/examples/ts-worker
+WORKER_BIN_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target)/debug)
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
 
 .PHONY: help setup setup-wasm test fmt-check clippy unit wasm-core nostd-core demo fuzz bench \
-	wasm size test-wasm bench-wasm bench-relay relay
+	wasm size test-wasm bench-wasm bench-relay relay setup-worker-ts worker-npm test-worker-ts
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-setup: setup-wasm ## install the toolchain pieces the tests need (idempotent)
+setup: setup-wasm setup-worker-ts ## install the toolchain pieces the tests need (idempotent)
 	rustup component add rustfmt clippy
 	rustup target add $(WASM_TARGET) $(NOSTD_TARGET)
 
@@ -39,7 +43,7 @@ setup-wasm: ## wasm32 target, the pinned wasm-bindgen CLI, npm ci in pilot-wasm
 	fi
 	cd $(WASM_PKG) && npm ci --no-audit --no-fund
 
-test: setup fmt-check clippy unit wasm-core nostd-core test-wasm ## everything CI checks (installs what it needs first)
+test: setup fmt-check clippy unit wasm-core nostd-core worker-check test-wasm test-worker-ts ## everything CI checks (installs what it needs first)
 	@echo "make test: all checks passed"
 
 fmt-check: ## rustfmt, no changes allowed
@@ -101,3 +105,43 @@ test-wasm: wasm ## Node tests (vectors, native transcripts, two Nodes) and the W
 bench-wasm: wasm ## wasm (Node) vs native criterion: PILA handshake and PILS 1 KiB seal/open
 	$(CARGO) bench -p pilot-core --bench crypto
 	node $(WASM_PKG)/bench/bench.mjs $(or $(CARGO_TARGET_DIR),target)/criterion
+
+# worker-shim: the Worker (workers-rs) built with worker-build, offline: the pinned
+# wasm-bindgen CLI, and wasm-opt / esbuild from worker-shim's npm devDependencies.
+WORKER_DIR  := worker-shim
+WORKER_WASM := $(WORKER_DIR)/build/index_bg.wasm
+
+.PHONY: worker worker-size worker-smoke setup-worker worker-check
+
+worker-check: ## lints of the Worker crate for wasm32 (its Durable Object code exists only there)
+	$(CARGO) clippy -p pilot-worker --target $(WASM_TARGET) -- -D warnings
+
+setup-worker: setup-wasm ## npm ci in worker-shim (wrangler, esbuild, binaryen)
+	cd $(WORKER_DIR) && npm ci --no-audit --no-fund
+
+worker: ## build the Worker into worker-shim/build (worker-build --release)
+	@command -v worker-build >/dev/null || $(CARGO) install --locked worker-build --version 0.8.7
+	cd $(WORKER_DIR) && WASM_BINDGEN_BIN="$$(command -v wasm-bindgen)" \
+		WASM_OPT_BIN="$$PWD/node_modules/.bin/wasm-opt" \
+		ESBUILD_BIN="$$PWD/node_modules/.bin/esbuild" worker-build --release
+
+worker-size: worker ## raw and gzipped bytes of the Worker's wasm
+	@raw=$$(wc -c < $(WORKER_WASM)); \
+	gz=$$(gzip -9 -c $(WORKER_WASM) | wc -c); \
+	echo "worker index_bg.wasm: $$raw bytes raw, $$gz bytes gzip -9"
+
+worker-smoke: worker ## loopback smoke run: registry, relay, native peer, the Worker in wrangler dev
+	bash $(WORKER_DIR)/scripts/smoke.sh
+
+setup-worker-ts: ## npm ci for the Worker's npm package and its TypeScript example
+	cd $(WORKER_NPM) && npm ci --no-audit --no-fund
+	cd $(WORKER_TS_EXAMPLE) && npm ci --no-audit --no-fund
+
+worker-npm: setup-worker setup-worker-ts worker ## build the npm package @pilot-workers/worker (client + PilotNode) into worker-shim/npm/dist
+	cd $(WORKER_NPM) && npm run build
+
+test-worker-ts: worker-npm ## TS client vs a fake DO and a real PilotNode, the TS example, wrangler dry runs (workerd, loopback)
+	$(CARGO) build --quiet -p conformance --bin pilot-registry --bin pilot-peer -p pilot-relay --bin pilot-relay
+	cd $(WORKER_NPM) && npm run --silent typecheck
+	cd $(WORKER_TS_EXAMPLE) && npm run --silent typecheck
+	cd $(WORKER_NPM) && PILOT_BIN_DIR=$(WORKER_BIN_DIR) node --test test/*.test.mjs
