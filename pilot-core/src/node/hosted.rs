@@ -407,6 +407,26 @@ impl<R: CryptoRngCore> Node<R> {
         self.with_trust(now, |t, unix| t.request(node, justification, unix))
     }
 
+    /// Asks `node` for trust through the registry inbox (`request_handshake`, spec §9.6), for
+    /// a peer that cannot be dialled. The signed request comes out as
+    /// [`Event::RegistryRequest`]; the answer arrives with a later [`trust_inbox`].
+    ///
+    /// [`trust_inbox`]: Self::trust_inbox
+    pub fn trust_request_relayed(
+        &mut self,
+        now: Instant,
+        node: u32,
+        justification: &str,
+    ) -> Result<(), NodeError> {
+        self.with_trust(now, |t, unix| t.request_relayed(node, justification, unix))
+    }
+
+    /// The signed `poll_handshakes` request that fetches our registry inbox (spec §9.6); hand
+    /// its answer to [`trust_inbox`](Self::trust_inbox). `None` with the trust service off.
+    pub fn trust_poll_request(&self) -> Option<crate::registry::Request> {
+        self.trust.as_ref().map(|t| t.poll_request())
+    }
+
     /// Approves `node`'s pending trust request.
     pub fn trust_approve(&mut self, now: Instant, node: u32) -> Result<(), NodeError> {
         self.with_trust(now, |t, unix| t.approve(node, unix))

@@ -123,6 +123,15 @@ pub enum Command {
         /// Why (shown to the peer's operator).
         justification: String,
     },
+    /// Ask `node` for trust through the registry inbox (`request_handshake`, spec §9.6), for
+    /// peers that cannot be dialled (e.g. a private node we may not resolve). The request goes
+    /// out as [`Event::RegistryRequest`]; the answer arrives with a later inbox poll.
+    TrustRequestRelayed {
+        /// The peer.
+        node: u32,
+        /// Why (shown to the peer's operator).
+        justification: String,
+    },
     /// Approve `node`'s pending trust request.
     TrustApprove {
         /// The requester.

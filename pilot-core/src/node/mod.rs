@@ -51,6 +51,8 @@
 //!   retransmitted FIN after TIME_WAIT never starts an exchange.
 //! * Registry traffic stays with the driver: [`Event::NeedPeerKey`] and
 //!   [`Event::RegistryRequest`] go out, [`Input::PeerKey`] and [`Command::TrustInbox`] come in.
+//!   The driver fetches the trust inbox itself, when it likes, by sending
+//!   [`Node::trust_poll_request`] to the registry.
 //!
 //! Limitations: no SYN rate limits per source (spec §8.3) and no port policy beyond
 //! listening; datagram broadcast expansion is the driver's (it needs `list_nodes`); timers
@@ -230,6 +232,12 @@ impl<R: CryptoRngCore> Node<R> {
         self.kx.has_session(node)
     }
 
+    /// The path frames for `node` go to: the one its newest authenticated frame came on, or
+    /// the one given with [`add_peer_path`](Self::add_peer_path) (spec §7.1).
+    pub fn peer_path(&self, node: u32) -> Option<PathId> {
+        self.kx.peer_path(node)
+    }
+
     /// Open connections (any state, built-in services included).
     pub fn connection_count(&self) -> usize {
         self.conns.len()
@@ -327,6 +335,12 @@ impl<R: CryptoRngCore> Node<R> {
                 node,
                 justification,
             } => self.trust_request(now, node, &justification).map(done),
+            Command::TrustRequestRelayed {
+                node,
+                justification,
+            } => self
+                .trust_request_relayed(now, node, &justification)
+                .map(done),
             Command::TrustApprove { node } => self.trust_approve(now, node).map(done),
             Command::TrustReject { node, reason } => {
                 self.trust_reject(now, node, &reason).map(done)

@@ -328,3 +328,107 @@ fn state_sizes_are_reported() {
     assert!(Node::<ChaCha20Rng>::per_connection_state_size() > 0);
     assert!(Node::<ChaCha20Rng>::per_peer_state_size() > 0);
 }
+
+fn registry_requests(outputs: &[Output]) -> Vec<crate::registry::Request> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Event(Event::RegistryRequest(request)) => Some((**request).clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn relayed_trust_request_goes_to_the_registry_signed_and_settles_on_an_accepted_poll() {
+    use crate::registry::{challenge, PollHandshakesOk, RelayedHandshakeResponse, Request};
+    use crate::services::trust_service::TrustEvent;
+
+    let mut node = node();
+    let identity = crate::crypto::Identity::from_seed(&[3; 32]);
+    command(
+        &mut node,
+        Command::TrustRequestRelayed {
+            node: PEER,
+            justification: "demo".into(),
+        },
+    )
+    .unwrap();
+    let requests = registry_requests(&drain(&mut node));
+    let [Request::RequestHandshake(request)] = requests.as_slice() else {
+        panic!("expected one request_handshake, got {requests:?}");
+    };
+    assert_eq!((request.from_node_id, request.to_node_id), (7, PEER));
+    assert_eq!(request.justification, "demo");
+    challenge::verify(
+        &identity.public_key(),
+        &challenge::handshake(7, PEER),
+        &request.signature,
+    )
+    .unwrap();
+    assert!(!node.is_trusted(PEER), "asking is not yet trust");
+
+    let Some(Request::PollHandshakes(poll)) = node.trust_poll_request() else {
+        panic!("the trust service is on by default");
+    };
+    assert_eq!(poll.node_id, 7);
+    challenge::verify(
+        &identity.public_key(),
+        &challenge::poll_handshakes(7),
+        &poll.signature,
+    )
+    .unwrap();
+
+    let inbox = PollHandshakesOk {
+        requests: vec![],
+        responses: vec![RelayedHandshakeResponse {
+            from_node_id: PEER,
+            accept: true,
+            timestamp: 0,
+        }],
+    };
+    command(
+        &mut node,
+        Command::TrustInbox(alloc::boxed::Box::new(inbox)),
+    )
+    .unwrap();
+    let trusted = drain(&mut node)
+        .into_iter()
+        .any(|o| o == Output::Event(Event::Trust(TrustEvent::Trusted { node: PEER })));
+    assert!(trusted, "an accepted relayed answer reports trust");
+    assert!(node.is_trusted(PEER));
+}
+
+#[test]
+fn relayed_trust_request_is_refused_without_the_trust_service_and_to_ourselves() {
+    let mut node = node();
+    assert_eq!(
+        node.trust_request_relayed(Instant::ZERO, 7, "me"),
+        Err(NodeError::Trust(
+            crate::services::trust_service::TrustServiceError::SelfHandshake
+        ))
+    );
+    let config = NodeConfig {
+        trust: None,
+        ..NodeConfig::default()
+    };
+    let mut off = Node::new(
+        config,
+        Addr::new(1, 7),
+        &[3; 32],
+        ChaCha20Rng::seed_from_u64(7),
+    );
+    assert_eq!(
+        off.trust_request_relayed(Instant::ZERO, PEER, "x"),
+        Err(NodeError::ServiceDisabled)
+    );
+    assert!(off.trust_poll_request().is_none());
+}
+
+#[test]
+fn peer_path_is_the_one_given_until_frames_arrive_elsewhere() {
+    let mut node = node();
+    assert_eq!(node.peer_path(PEER), None);
+    node.add_peer_path(Instant::ZERO, PEER, PathId(4)).unwrap();
+    assert_eq!(node.peer_path(PEER), Some(PathId(4)));
+}
