@@ -176,6 +176,21 @@ impl WorkerProcess {
         for (name, value) in &self.config.vars {
             command.args(["--var", &format!("{name}:{value}")]);
         }
+        // If the wrangler config runs worker-build, it must not try to download its tools.
+        for (var, tool) in [
+            ("WASM_OPT_BIN", "node_modules/.bin/wasm-opt"),
+            ("ESBUILD_BIN", "node_modules/.bin/esbuild"),
+        ] {
+            let path = self.config.dir.join(tool);
+            if path.exists() && std::env::var_os(var).is_none() {
+                command.env(var, path);
+            }
+        }
+        if let Some(bin) = find_in_path("wasm-bindgen") {
+            if std::env::var_os("WASM_BINDGEN_BIN").is_none() {
+                command.env("WASM_BINDGEN_BIN", bin);
+            }
+        }
         // No telemetry, no Cloudflare API calls, no update check: loopback only.
         command
             .env("WRANGLER_SEND_METRICS", "false")
@@ -252,6 +267,14 @@ fn signal_group(pgid: Option<i32>, signal: Signal) {
     if let Some(pgid) = pgid.filter(|&id| id > 1) {
         let _ = killpg(Pid::from_raw(pgid), signal);
     }
+}
+
+/// The first `name` on `$PATH`.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 fn log_tail(path: &Path) -> String {
