@@ -1,16 +1,22 @@
-//! `pilot-peer`: a native Pilot peer (spec §4–§10) driving pilot-core's `Node` over UDP, with
-//! a registry client. `run` serves; `info`, `ping`, `connect`, `send-message`, `send-file`,
-//! `subscribe` and `publish` start a short-lived node of their own, act, print the outcome and exit. See
-//! conformance/README.md.
+//! `pilot-peer`: a native Pilot peer (spec §4–§10) driving pilot-core's `Node` over UDP (and
+//! TCP, spec §7.5), with a registry client. `run` serves and listens on a control socket;
+//! `handshake`, `pending`, `approve`, `reject` and `trusted` act on the running daemon through
+//! that socket; `info`, `ping`, `connect`, `send-message`, `send-file`, `send-datagram`,
+//! `subscribe` and `publish` start a short-lived node of their own, act, print the outcome and
+//! exit. See conformance/README.md.
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
-use conformance::peer::{ack_line, Peer, PeerConfig};
+use conformance::peer::{
+    ack_line, control_call, serve_control, ControlRequest, Peer, PeerConfig, PeerError,
+    ReceivedDatagram, ReceivedMessage, Transport,
+};
 use pilot_core::addr::Addr;
 use pilot_core::services::dataexchange::FrameType;
 use pilot_core::services::exchange_server::ExchangeReply;
@@ -40,6 +46,31 @@ struct Cli {
     #[arg(long, env = "PILOT_PEER_PUBLIC")]
     public: bool,
 
+    /// Also accept tunnel frames over TCP here (`u32 BE length ‖ frame`, spec §7.5) and
+    /// advertise this address as a `tcp` endpoint in the registry.
+    #[arg(long, env = "PILOT_PEER_TCP_LISTEN")]
+    tcp_listen: Option<SocketAddr>,
+
+    /// How to reach nodes this peer contacts: `udp`, or `tcp` (their advertised TCP endpoint,
+    /// UDP when they advertise none).
+    #[arg(long, env = "PILOT_PEER_TRANSPORT", value_enum, default_value_t = TransportArg::Udp)]
+    transport: TransportArg,
+
+    /// Trust every authenticated node that asks (for demos; off by default).
+    #[arg(long, env = "PILOT_PEER_AUTO_APPROVE")]
+    auto_approve: bool,
+
+    /// Seconds between fetches of the registry's trust inbox (relayed handshakes, spec
+    /// §9.6); every second while our own relayed requests await answers.
+    #[arg(long, env = "PILOT_PEER_TRUST_POLL_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    trust_poll_secs: u64,
+
+    /// Control socket of a `run` daemon (Unix socket, mode 0600), used by `handshake`,
+    /// `pending`, `approve`, `reject` and `trusted`. Default: the identity file's path with
+    /// `.sock` appended.
+    #[arg(long, env = "PILOT_PEER_CONTROL")]
+    control: Option<PathBuf>,
+
     /// Seconds between registry heartbeats (spec §9.5: 60).
     #[arg(long, env = "PILOT_PEER_HEARTBEAT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     heartbeat_secs: u64,
@@ -63,8 +94,48 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Register and serve echo (7), data exchange (1001), event stream (1002) and trust
-    /// (444) until Ctrl-C or SIGTERM.
-    Run,
+    /// (444) until Ctrl-C or SIGTERM. Prints one line per received message and datagram.
+    Run {
+        /// Also receive datagrams on this port (repeatable) and print them.
+        #[arg(long = "datagram-port")]
+        datagram_ports: Vec<u16>,
+    },
+    /// Ask a node for trust, through the running daemon: direct over port 444 when it can
+    /// be reached, else relayed through the registry.
+    Handshake {
+        /// The node.
+        addr: Addr,
+        /// Why (shown to the node's operator).
+        #[arg(long, default_value = "")]
+        justification: String,
+    },
+    /// List the trust requests the running daemon holds for a decision.
+    Pending,
+    /// Approve a node's pending trust request at the running daemon.
+    Approve {
+        /// The requester's node ID.
+        node: u32,
+    },
+    /// Decline a node's pending trust request at the running daemon.
+    Reject {
+        /// The requester's node ID.
+        node: u32,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// List the nodes the running daemon trusts.
+    Trusted,
+    /// Send one datagram to a node's port (spec §8.11).
+    SendDatagram {
+        /// The node.
+        addr: Addr,
+        /// Its port.
+        port: u16,
+        /// The payload.
+        #[arg(long)]
+        data: String,
+    },
     /// Register and print this node's address, UDP endpoint and public key, then exit.
     Info,
     /// Ping a node and print the round-trip time.
@@ -124,6 +195,12 @@ enum Cmd {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum TransportArg {
+    Udp,
+    Tcp,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum MessageType {
     Text,
     Json,
@@ -166,6 +243,10 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 
+    if let Some(request) = control_request(&cli.command) {
+        return run_control(&cli, &request).await;
+    }
+
     let (identity, _throwaway) = match &cli.identity {
         Some(path) => (path.clone(), None),
         None => {
@@ -187,6 +268,13 @@ async fn main() -> anyhow::Result<()> {
         // A throwaway identity is never seen again: free its registry record.
         deregister_on_shutdown: _throwaway.is_some(),
         heartbeat_interval: Duration::from_secs(cli.heartbeat_secs),
+        trust_poll_interval: Duration::from_secs(cli.trust_poll_secs),
+        auto_approve: cli.auto_approve,
+        tcp_listen: cli.tcp_listen,
+        transport: match cli.transport {
+            TransportArg::Udp => Transport::Udp,
+            TransportArg::Tcp => Transport::Tcp,
+        },
     };
     // Read the file first: a missing file should not cost a registration.
     let mut file = match &cli.command {
@@ -204,23 +292,14 @@ async fn main() -> anyhow::Result<()> {
     let peer = Peer::start(config)
         .await
         .with_context(|| format!("cannot start a peer with registry {}", cli.registry))?;
+    if let Cmd::Run { datagram_ports } = &cli.command {
+        return serve(&cli, peer, datagram_ports).await;
+    }
     let timeout = Duration::from_secs(cli.timeout_secs);
 
     // An async block, so that a failed command still shuts the peer down (and deregisters).
     let result = async {
         match &cli.command {
-        Cmd::Run => {
-            if cli.json {
-                println!(
-                    "{}",
-                    serde_json::json!({"address": peer.addr().to_string(), "udp": peer.udp_addr().to_string()})
-                );
-            } else {
-                println!("pilot-peer {} on udp {}", peer.addr(), peer.udp_addr());
-            }
-            conformance::shutdown_signal().await;
-            Ok(())
-        }
         Cmd::Info => {
             let key = pilot_core::registry::PublicKey(peer.public_key()).to_base64();
             if cli.json {
@@ -330,6 +409,28 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Cmd::SendDatagram { addr, port, data } => {
+            with_timeout(
+                timeout,
+                peer.send_datagram(*addr, *port, data.as_bytes().to_vec()),
+            )
+            .await?;
+            if cli.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"peer": addr.to_string(), "port": port, "sent": data.len()})
+                );
+            } else {
+                println!("sent {} bytes to {addr}:{port}", data.len());
+            }
+            Ok(())
+        }
+        Cmd::Run { .. }
+        | Cmd::Handshake { .. }
+        | Cmd::Pending
+        | Cmd::Approve { .. }
+        | Cmd::Reject { .. }
+        | Cmd::Trusted => unreachable_command(),
         Cmd::Publish { addr, topic, data } => {
             with_timeout(
                 timeout,
@@ -382,4 +483,209 @@ async fn with_timeout<T>(
         Ok(result) => Ok(result?),
         Err(_) => bail!("no answer within {} s", timeout.as_secs()),
     }
+}
+
+/// Commands handled before a peer is started; never reached in the one-shot match.
+fn unreachable_command() -> anyhow::Result<()> {
+    bail!("internal error: command dispatched to the wrong handler")
+}
+
+/// The control request of a command that acts on a running daemon.
+fn control_request(command: &Cmd) -> Option<ControlRequest> {
+    Some(match command {
+        Cmd::Handshake {
+            addr,
+            justification,
+        } => ControlRequest::Handshake {
+            addr: addr.to_string(),
+            justification: justification.clone(),
+        },
+        Cmd::Pending => ControlRequest::Pending,
+        Cmd::Approve { node } => ControlRequest::Approve { node: *node },
+        Cmd::Reject { node, reason } => ControlRequest::Reject {
+            node: *node,
+            reason: reason.clone(),
+        },
+        Cmd::Trusted => ControlRequest::Trusted,
+        _ => return None,
+    })
+}
+
+/// `--control`, else the identity file's path with `.sock` appended.
+fn control_path(cli: &Cli) -> Option<PathBuf> {
+    cli.control.clone().or_else(|| {
+        cli.identity.as_ref().map(|identity| {
+            let mut path = identity.clone().into_os_string();
+            path.push(".sock");
+            PathBuf::from(path)
+        })
+    })
+}
+
+async fn run_control(cli: &Cli, request: &ControlRequest) -> anyhow::Result<()> {
+    let path = control_path(cli).context(
+        "this command talks to a running `pilot-peer run`: give its --identity or --control",
+    )?;
+    let answer = control_call(&path, request).await?;
+    if cli.json {
+        println!("{answer}");
+        return Ok(());
+    }
+    match request {
+        ControlRequest::Handshake { addr, .. } => {
+            let path = field(&answer, "path").as_str().unwrap_or("?");
+            println!("trust requested from {addr} ({path})");
+        }
+        ControlRequest::Pending => {
+            let pending = field(&answer, "pending")
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if pending.is_empty() {
+                println!("no pending trust requests");
+            }
+            for p in pending {
+                println!(
+                    "{} node {} ({}) {:?}",
+                    field(&p, "address").as_str().unwrap_or("?"),
+                    field(&p, "node"),
+                    field(&p, "path").as_str().unwrap_or("?"),
+                    field(&p, "justification").as_str().unwrap_or("")
+                );
+            }
+        }
+        ControlRequest::Approve { node } => println!("approved node {node}"),
+        ControlRequest::Reject { node, .. } => println!("rejected node {node}"),
+        ControlRequest::Trusted => {
+            let trusted = field(&answer, "trusted")
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let list: Vec<String> = trusted.iter().map(ToString::to_string).collect();
+            println!("trusted: {}", list.join(" "));
+        }
+    }
+    Ok(())
+}
+
+/// `run`: serve the control socket, print received messages and datagrams until a signal.
+async fn serve(cli: &Cli, peer: Peer, datagram_ports: &[u16]) -> anyhow::Result<()> {
+    let peer = Arc::new(peer);
+    let control = match control_path(cli) {
+        Some(path) => Some(serve_control(&path, Arc::clone(&peer)).await?),
+        None => None,
+    };
+    if cli.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "address": peer.addr().to_string(),
+                "udp": peer.udp_addr().to_string(),
+                "tcp": peer.tcp_addr().map(|a| a.to_string()),
+                "control": control.as_ref().map(|c| c.path().display().to_string()),
+            })
+        );
+    } else {
+        let tcp = peer
+            .tcp_addr()
+            .map(|a| format!(" tcp {a}"))
+            .unwrap_or_default();
+        println!("pilot-peer {} on udp {}{tcp}", peer.addr(), peer.udp_addr());
+        if let Some(control) = &control {
+            println!("control socket {}", control.path().display());
+        }
+    }
+    let mut printers = tokio::task::JoinSet::new();
+    for &port in datagram_ports {
+        peer.listen_datagrams(port).await?;
+        let (peer, json) = (Arc::clone(&peer), cli.json);
+        printers.spawn(async move {
+            loop {
+                match peer.next_datagram(port, PRINT_POLL).await {
+                    Ok(datagram) => print_datagram(json, port, &datagram),
+                    Err(PeerError::Timeout(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    {
+        let (peer, json) = (Arc::clone(&peer), cli.json);
+        printers.spawn(async move {
+            loop {
+                match peer.next_message(PRINT_POLL).await {
+                    Ok(message) => print_message(json, &message),
+                    Err(PeerError::Timeout(_)) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    conformance::shutdown_signal().await;
+    printers.shutdown().await;
+    drop(control);
+    peer.stop().await?;
+    info!("stopped");
+    Ok(())
+}
+
+/// How long the printers wait per call before checking again (they end with the peer).
+const PRINT_POLL: Duration = Duration::from_secs(1);
+
+fn print_message(json: bool, message: &ReceivedMessage) {
+    let text = String::from_utf8_lossy(&message.payload);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "kind": "message",
+                "from": message.from.to_string(),
+                "type": message.frame_type.to_string(),
+                "filename": message.filename,
+                "bytes": message.payload.len(),
+                "payload": text,
+            })
+        );
+    } else {
+        let name = message
+            .filename
+            .as_deref()
+            .map(|n| format!(" {n}"))
+            .unwrap_or_default();
+        println!(
+            "message from {} {}{name} ({} bytes): {text}",
+            message.from,
+            message.frame_type,
+            message.payload.len()
+        );
+    }
+}
+
+fn print_datagram(json: bool, port: u16, datagram: &ReceivedDatagram) {
+    let text = String::from_utf8_lossy(&datagram.payload);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "kind": "datagram",
+                "from": datagram.from.to_string(),
+                "src_port": datagram.src_port,
+                "port": port,
+                "bytes": datagram.payload.len(),
+                "payload": text,
+            })
+        );
+    } else {
+        println!(
+            "datagram from {}:{} to port {port} ({} bytes): {text}",
+            datagram.from,
+            datagram.src_port,
+            datagram.payload.len()
+        );
+    }
+}
+
+/// A field of a control answer, `null` when missing.
+fn field<'a>(value: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    value.get(name).unwrap_or(&serde_json::Value::Null)
 }

@@ -1,5 +1,6 @@
-//! A native Pilot peer: drives the sans-IO [`pilot_core::node::Node`] over one UDP socket and
-//! registers with a registry over TCP (spec §9). Used by the `pilot-peer` binary and by tests.
+//! A native Pilot peer: drives the sans-IO [`pilot_core::node::Node`] over one UDP socket
+//! (and, optionally, TCP connections framed as in spec §7.5) and registers with a registry
+//! over TCP (spec §9). Used by the `pilot-peer` binary and by tests.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), conformance::peer::PeerError> {
@@ -14,53 +15,78 @@
 //! # }
 //! ```
 //!
-//! One task owns the node, the socket and the registry connection; [`Peer`] is a handle
-//! that sends it commands. The task feeds every datagram to `Node::handle_input`, drains
-//! `poll_output` until `Timeout`, and sleeps until that instant, the next datagram or the
-//! next command. Registry requests the node needs (peer keys, trust reports) are made
-//! inline: on loopback a round trip is well under the engine's timers.
+//! One task owns the node, the sockets and the registry connection; [`Peer`] is a handle
+//! that sends it commands. The task feeds every received frame to `Node::handle_input`,
+//! drains `poll_output` until `Timeout`, and sleeps until that instant, the next frame or the
+//! next command. Registry requests the node needs (peer keys, trust reports, relayed trust
+//! handshakes, inbox polls) are made inline: on loopback a round trip is well under the
+//! engine's timers.
+//!
+//! What the node receives reaches the caller through bounded queues: data exchange messages
+//! ([`Peer::next_message`]), datagrams of listened ports ([`Peer::next_datagram`]) and
+//! streams accepted on listened ports ([`Peer::accept`]). A full queue drops (messages,
+//! datagrams) or refuses (streams, with RST) what does not fit, and logs it.
 
+mod control;
+mod driver;
 mod identity;
 mod registry_client;
+mod stream;
+mod transport;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pilot_core::addr::Addr;
 use pilot_core::crypto::Identity;
-use pilot_core::keyexchange::PathId;
-use pilot_core::node::{ConnectionId, Event, Input, Node, NodeConfig, NodeError, Output};
-use pilot_core::registry::{
-    Deregister, Heartbeat, Lookup, PublicKey, Register, RegistryError, Request, Resolve, Response,
-    SetVisibility,
-};
-use pilot_core::services::dataexchange::{Frame, FrameType};
+use pilot_core::node::{Node, NodeConfig, NodeError};
+use pilot_core::registry::{Endpoint, Register, RegistryError, Request, Response, SetVisibility};
+use pilot_core::services::dataexchange::FrameType;
 use pilot_core::services::exchange_server::ExchangeReply;
-use pilot_core::stream::State;
-use pilot_core::time::Instant;
+use pilot_core::services::trust_service::TrustConfig;
 use rand_core::OsRng;
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::info;
 
+pub use control::{control_call, serve_control, ControlRequest, ControlServer};
 pub use identity::load_or_create as load_or_create_identity;
 pub use registry_client::RegistryClient;
+pub use stream::PeerStream;
+pub use transport::{TransportStats, MAX_TCP_CONNECTIONS};
 
 /// spec §9.5: a registered node sends a heartbeat every 60 seconds.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
-/// Largest datagram read: a tunnel frame never exceeds a UDP payload.
-const MAX_DATAGRAM_BYTES: usize = 65_535;
+/// How often the registry inbox of relayed trust handshakes is fetched (`poll_handshakes`,
+/// spec §9.6) while none of our own requests awaits an answer.
+pub const TRUST_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the inbox is fetched while one of our relayed requests awaits its answer.
+pub const TRUST_POLL_FAST_INTERVAL: Duration = Duration::from_secs(1);
 /// Commands queued for the driver task before callers wait.
 const COMMAND_QUEUE_LEN: usize = 64;
-/// Events buffered per subscription before further ones are dropped (and logged).
-const SUBSCRIPTION_QUEUE_LEN: usize = 256;
-/// Read buffer for echo replies.
-const READ_CHUNK_BYTES: usize = 4096;
+/// Received data exchange messages held for [`Peer::next_message`]; more are dropped.
+pub const MESSAGE_QUEUE_LEN: usize = 256;
+/// Received datagrams held per listened port for [`Peer::next_datagram`]; more are dropped.
+pub const DATAGRAM_QUEUE_LEN: usize = 1024;
+/// Accepted streams held per listened port for [`Peer::accept`]; more are reset.
+pub const ACCEPT_QUEUE_LEN: usize = 64;
+
+/// Which transport the peer uses to reach nodes it dials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// UDP to the registry's `real_addr` (spec §7.1).
+    #[default]
+    Udp,
+    /// A TCP connection to the node's advertised `{"network":"tcp"}` endpoint (spec §7.5),
+    /// one pooled connection per remote address; UDP if the node advertises none.
+    Tcp,
+}
 
 /// How to start a [`Peer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +104,16 @@ pub struct PeerConfig {
     pub deregister_on_shutdown: bool,
     /// Time between heartbeats (spec §9.5: 60 s; shorter in tests).
     pub heartbeat_interval: Duration,
+    /// Time between fetches of the registry's trust inbox while none of our requests awaits
+    /// an answer (then [`TRUST_POLL_FAST_INTERVAL`]). Default [`TRUST_POLL_INTERVAL`].
+    pub trust_poll_interval: Duration,
+    /// Trust every authenticated requester at once (off by default; for demos).
+    pub auto_approve: bool,
+    /// Accept TCP connections carrying tunnel frames here (spec §7.5) and advertise the
+    /// bound address as a `{"network":"tcp"}` endpoint in `register`. Off by default.
+    pub tcp_listen: Option<SocketAddr>,
+    /// How to reach nodes this peer dials. Default [`Transport::Udp`].
+    pub transport: Transport,
 }
 
 impl PeerConfig {
@@ -90,6 +126,10 @@ impl PeerConfig {
             public: false,
             deregister_on_shutdown: false,
             heartbeat_interval: HEARTBEAT_INTERVAL,
+            trust_poll_interval: TRUST_POLL_INTERVAL,
+            auto_approve: false,
+            tcp_listen: None,
+            transport: Transport::Udp,
         }
     }
 }
@@ -115,6 +155,17 @@ pub enum PeerError {
     StreamFailed,
     /// The driver task has stopped.
     Stopped,
+    /// Nothing arrived (or the operation did not complete) within the given time.
+    Timeout(Duration),
+    /// The node declined our trust request (its sanitized reason; empty when relayed).
+    TrustRejected {
+        /// The node asked.
+        node: u32,
+        /// Its reason.
+        reason: String,
+    },
+    /// [`Peer::next_datagram`] or [`Peer::accept`] on a port not listened on first.
+    NotListening(u16),
 }
 
 impl fmt::Display for PeerError {
@@ -131,6 +182,17 @@ impl fmt::Display for PeerError {
             PeerError::Unreachable(node) => write!(f, "node {node} is unreachable"),
             PeerError::StreamFailed => f.write_str("stream reset or closed before completion"),
             PeerError::Stopped => f.write_str("peer driver has stopped"),
+            PeerError::Timeout(after) => write!(f, "nothing within {after:?}"),
+            PeerError::TrustRejected { node, reason } if reason.is_empty() => {
+                write!(f, "node {node} declined the trust request")
+            }
+            PeerError::TrustRejected { node, reason } => {
+                write!(f, "node {node} declined the trust request: {reason}")
+            }
+            PeerError::NotListening(port) => write!(
+                f,
+                "port {port} is not listened on: call listen/listen_datagrams first"
+            ),
         }
     }
 }
@@ -157,6 +219,7 @@ impl From<NodeError> for PeerError {
 
 type Reply<T> = oneshot::Sender<Result<T, PeerError>>;
 
+/// A request to the driver task; each carries the channel its answer goes back on.
 enum Command {
     Ping {
         peer: Addr,
@@ -187,7 +250,75 @@ enum Command {
         payload: Vec<u8>,
         reply: Reply<()>,
     },
-    Shutdown,
+    AddPeerAddress {
+        node: u32,
+        addr: SocketAddr,
+        reply: Reply<()>,
+    },
+    RequestTrust {
+        peer: Addr,
+        justification: String,
+        reply: Reply<TrustPath>,
+    },
+    PendingHandshakes {
+        reply: Reply<Vec<PendingHandshake>>,
+    },
+    Approve {
+        node: u32,
+        reply: Reply<()>,
+    },
+    Reject {
+        node: u32,
+        reason: String,
+        reply: Reply<()>,
+    },
+    Trusted {
+        reply: Reply<Vec<u32>>,
+    },
+    WaitTrusted {
+        node: u32,
+        reply: Reply<()>,
+    },
+    SendDatagram {
+        peer: Addr,
+        port: u16,
+        payload: Vec<u8>,
+        reply: Reply<()>,
+    },
+    ListenDatagrams {
+        port: u16,
+        reply: Reply<mpsc::Receiver<ReceivedDatagram>>,
+    },
+    Listen {
+        port: u16,
+        reply: Reply<mpsc::Receiver<PeerStream>>,
+    },
+    Dial {
+        peer: Addr,
+        port: u16,
+        reply: Reply<PeerStream>,
+    },
+    StreamWrite {
+        conn: pilot_core::node::ConnectionId,
+        bytes: Vec<u8>,
+        reply: Reply<()>,
+    },
+    StreamRead {
+        conn: pilot_core::node::ConnectionId,
+        reply: Reply<Option<Vec<u8>>>,
+    },
+    /// `reply` is `None` when a dropped [`PeerStream`] closes itself.
+    StreamClose {
+        conn: pilot_core::node::ConnectionId,
+        reply: Option<Reply<()>>,
+    },
+    Stats {
+        reply: Reply<TransportStats>,
+    },
+    /// `done` is answered once the task has finished (deregistered, if configured).
+    Shutdown {
+        done: Option<Reply<()>>,
+    },
 }
 
 /// One event of a subscription: topic and payload.
@@ -208,88 +339,146 @@ impl Subscription {
     }
 }
 
-/// A running peer: a handle to its driver task. Dropping it also stops the task, which then
-/// finishes (and deregisters, if configured) in the background while the runtime lives.
+/// How a trust request left (spec §9.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrustPath {
+    /// A signed message to the peer's port 444: we could reach it.
+    Direct,
+    /// `request_handshake` through the registry inbox: the peer could not be resolved (a
+    /// private node) and had not reached us either.
+    Relayed,
+}
+
+/// A trust request from another node awaiting our decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingHandshake {
+    /// The requester's node ID (what [`Peer::approve`] and [`Peer::reject`] take).
+    pub node: u32,
+    /// The requester's address in our network.
+    pub address: Addr,
+    /// Its justification, sanitized by the trust service.
+    pub justification: String,
+    /// How it arrived.
+    pub path: TrustPath,
+    /// When it arrived, Unix seconds.
+    pub received_at_unix_secs: u64,
+}
+
+/// A data exchange frame our port-1001 server received (spec §10.3); it was ACKed already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    /// The sender.
+    pub from: Addr,
+    /// The frame type.
+    pub frame_type: FrameType,
+    /// For FILE frames, the sender's base name.
+    pub filename: Option<String>,
+    /// The body.
+    pub payload: Vec<u8>,
+}
+
+/// A datagram received on a port listened with [`Peer::listen_datagrams`] (spec §8.11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedDatagram {
+    /// The sender.
+    pub from: Addr,
+    /// The sender's port.
+    pub src_port: u16,
+    /// The payload (never empty).
+    pub payload: Vec<u8>,
+}
+
+/// A queue shared by the callers of one port; the lock is held across the wait.
+type SharedQueue<T> = Arc<tokio::sync::Mutex<mpsc::Receiver<T>>>;
+
+/// A running peer: a handle to its driver task. Dropping it stops the task once every
+/// [`PeerStream`] is dropped too; the task then finishes (and deregisters, if configured) in
+/// the background while the runtime lives.
 #[derive(Debug)]
 pub struct Peer {
     addr: Addr,
     udp_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
     public_key: [u8; 32],
     public: bool,
     commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
+    messages: tokio::sync::Mutex<mpsc::Receiver<ReceivedMessage>>,
+    datagrams: Mutex<HashMap<u16, SharedQueue<ReceivedDatagram>>>,
+    accepts: Mutex<HashMap<u16, SharedQueue<PeerStream>>>,
 }
 
 impl Peer {
-    /// Binds the UDP socket, loads the identity, registers (and goes public if asked), then
-    /// starts the driver task.
+    /// Binds the UDP socket (and the TCP listener, if configured), loads the identity,
+    /// registers (and goes public if asked), then starts the driver task.
     pub async fn start(config: PeerConfig) -> Result<Peer, PeerError> {
         let seed = identity::load_or_create(&config.identity)?;
         let identity = Identity::from_seed(&seed);
         let socket = UdpSocket::bind(config.listen).await?;
         let udp_addr = socket.local_addr()?;
+        let tcp = match config.tcp_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        let tcp_addr = tcp.as_ref().map(TcpListener::local_addr).transpose()?;
         let mut registry = RegistryClient::new(config.registry);
 
-        let register = Register::signed(udp_addr.to_string(), &identity);
-        let registered = match registry.call(&Request::Register(register)).await? {
-            Response::RegisterOk(ok) => ok,
-            other => return Err(refused(other)),
+        let registration = Registration {
+            udp_addr,
+            tcp_addr,
+            public: config.public,
         };
-        let addr = Addr::new(registered.network_id, registered.node_id);
-        if config.public {
-            let request = SetVisibility::signed(registered.node_id, true, &identity);
-            match registry.call(&Request::SetVisibility(request)).await? {
-                Response::SetVisibilityOk => {}
-                other => return Err(refused(other)),
-            }
-        }
-        info!(%addr, %udp_addr, public = config.public, "registered");
+        let addr = registration.register(&mut registry, &identity).await?;
+        info!(%addr, %udp_addr, ?tcp_addr, public = config.public, "registered");
 
         let node_config = NodeConfig {
             private: !config.public,
             unix_secs_at_zero: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            trust: Some(TrustConfig {
+                auto_approve: config.auto_approve,
+            }),
             ..NodeConfig::default()
         };
         let node = Node::new(node_config, addr, &seed, OsRng);
         let public_key = identity.public_key();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE_LEN);
-        let driver = Driver {
+        let (messages_tx, messages) = mpsc::channel(MESSAGE_QUEUE_LEN);
+        let driver = driver::Driver::new(driver::DriverSetup {
             node,
             identity,
             socket,
+            tcp,
             registry,
-            origin: tokio::time::Instant::now(),
-            paths: HashMap::new(),
-            path_of_socket: HashMap::new(),
-            next_path: 1,
-            resolved: HashMap::new(),
-            next_ping: 1,
-            pings: HashMap::new(),
-            exchanges: HashMap::new(),
-            messages: HashMap::new(),
-            subscriptions: HashMap::new(),
-            publications: HashMap::new(),
-            deregister_on_shutdown: config.deregister_on_shutdown,
-            udp_addr,
-            public: config.public,
-            heartbeat_interval: config.heartbeat_interval,
-        };
+            registration,
+            commands: commands.downgrade(),
+            messages: messages_tx,
+            config: &config,
+        });
         let task = tokio::spawn(driver.run(rx));
         Ok(Peer {
             addr,
             udp_addr,
+            tcp_addr,
             public_key,
             public: config.public,
             commands,
             task,
+            messages: tokio::sync::Mutex::new(messages),
+            datagrams: Mutex::new(HashMap::new()),
+            accepts: Mutex::new(HashMap::new()),
         })
     }
 
     /// Our node address (from the registry).
     pub fn addr(&self) -> Addr {
         self.addr
+    }
+
+    /// Our TCP listening address, when [`PeerConfig::tcp_listen`] was set.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
     }
 
     /// Our UDP endpoint.
@@ -393,12 +582,185 @@ impl Peer {
         .await
     }
 
+    /// Gives the engine an address of `node` learned out of band (a LAN, a config file),
+    /// for nodes the registry will not resolve for us (private ones). Later commands to
+    /// `node` use it, and trust requests to it go direct over port 444.
+    pub async fn add_peer_address(&self, node: u32, addr: SocketAddr) -> Result<(), PeerError> {
+        self.ask(|reply| Command::AddPeerAddress { node, addr, reply })
+            .await
+    }
+
+    /// Asks `peer` for trust (spec §6.8, §9.6): a signed message to its port 444 when we can
+    /// reach it (the registry resolves it, we were given its address, or it reached us), else
+    /// `request_handshake` through the registry inbox. Returns which path was taken; the
+    /// answer comes later ([`wait_trusted`](Self::wait_trusted)).
+    pub async fn request_trust(
+        &self,
+        peer: Addr,
+        justification: &str,
+    ) -> Result<TrustPath, PeerError> {
+        let justification = justification.to_string();
+        self.ask(|reply| Command::RequestTrust {
+            peer,
+            justification,
+            reply,
+        })
+        .await
+    }
+
+    /// Trust requests from other nodes awaiting our decision, oldest first. Relayed requests
+    /// appear after the next inbox poll ([`PeerConfig::trust_poll_interval`]).
+    pub async fn pending_handshakes(&self) -> Result<Vec<PendingHandshake>, PeerError> {
+        self.ask(|reply| Command::PendingHandshakes { reply }).await
+    }
+
+    /// Approves every pending request of `node`: we trust it and tell it on the path each
+    /// request came (port 444 and `report_trust`, or `respond_handshake`).
+    pub async fn approve(&self, node: u32) -> Result<(), PeerError> {
+        self.ask(|reply| Command::Approve { node, reply }).await
+    }
+
+    /// Declines every pending request of `node`, telling it why on the path each came.
+    pub async fn reject(&self, node: u32, reason: &str) -> Result<(), PeerError> {
+        let reason = reason.to_string();
+        self.ask(|reply| Command::Reject {
+            node,
+            reason,
+            reply,
+        })
+        .await
+    }
+
+    /// The nodes we trust, by node ID.
+    pub async fn trusted(&self) -> Result<Vec<u32>, PeerError> {
+        self.ask(|reply| Command::Trusted { reply }).await
+    }
+
+    /// Waits until we trust `node` (at once if we do already). Fails with
+    /// [`PeerError::TrustRejected`] if it declines our request, [`PeerError::Timeout`] after
+    /// `timeout`.
+    pub async fn wait_trusted(&self, node: u32, timeout: Duration) -> Result<(), PeerError> {
+        within(
+            timeout,
+            self.ask(|reply| Command::WaitTrusted { node, reply }),
+        )
+        .await
+    }
+
+    /// The next data exchange message our port-1001 server received (spec §10.3), waiting
+    /// at most `timeout`. Messages beyond [`MESSAGE_QUEUE_LEN`] unread ones are dropped.
+    pub async fn next_message(&self, timeout: Duration) -> Result<ReceivedMessage, PeerError> {
+        let mut messages = self.messages.lock().await;
+        within(timeout, async {
+            messages.recv().await.ok_or(PeerError::Stopped)
+        })
+        .await
+    }
+
+    /// Sends one datagram to `peer`:`port` (spec §8.11): unreliable, at least one byte.
+    pub async fn send_datagram(
+        &self,
+        peer: Addr,
+        port: u16,
+        payload: Vec<u8>,
+    ) -> Result<(), PeerError> {
+        self.ask(|reply| Command::SendDatagram {
+            peer,
+            port,
+            payload,
+            reply,
+        })
+        .await
+    }
+
+    /// Starts accepting datagrams on `port`; read them with [`next_datagram`]. Idempotent.
+    ///
+    /// [`next_datagram`]: Self::next_datagram
+    pub async fn listen_datagrams(&self, port: u16) -> Result<(), PeerError> {
+        if lock(&self.datagrams).contains_key(&port) {
+            return Ok(());
+        }
+        let queue = self
+            .ask(|reply| Command::ListenDatagrams { port, reply })
+            .await?;
+        lock(&self.datagrams).insert(port, Arc::new(tokio::sync::Mutex::new(queue)));
+        Ok(())
+    }
+
+    /// The next datagram received on `port`, waiting at most `timeout`. Datagrams beyond
+    /// [`DATAGRAM_QUEUE_LEN`] unread ones are dropped.
+    pub async fn next_datagram(
+        &self,
+        port: u16,
+        timeout: Duration,
+    ) -> Result<ReceivedDatagram, PeerError> {
+        let queue = lock(&self.datagrams)
+            .get(&port)
+            .cloned()
+            .ok_or(PeerError::NotListening(port))?;
+        let mut queue = queue.lock().await;
+        within(timeout, async {
+            queue.recv().await.ok_or(PeerError::Stopped)
+        })
+        .await
+    }
+
+    /// Opens an application stream to `peer`:`port` (spec §8); returns once its handshake
+    /// completed.
+    pub async fn dial(&self, peer: Addr, port: u16) -> Result<PeerStream, PeerError> {
+        self.ask(|reply| Command::Dial { peer, port, reply }).await
+    }
+
+    /// Starts accepting streams on `port`; take them with [`accept`]. Idempotent.
+    ///
+    /// [`accept`]: Self::accept
+    pub async fn listen(&self, port: u16) -> Result<(), PeerError> {
+        if lock(&self.accepts).contains_key(&port) {
+            return Ok(());
+        }
+        let queue = self.ask(|reply| Command::Listen { port, reply }).await?;
+        lock(&self.accepts).insert(port, Arc::new(tokio::sync::Mutex::new(queue)));
+        Ok(())
+    }
+
+    /// The next stream accepted on `port`, waiting at most `timeout`. Beyond
+    /// [`ACCEPT_QUEUE_LEN`] unaccepted streams, new ones are reset.
+    pub async fn accept(&self, port: u16, timeout: Duration) -> Result<PeerStream, PeerError> {
+        let queue = lock(&self.accepts)
+            .get(&port)
+            .cloned()
+            .ok_or(PeerError::NotListening(port))?;
+        let mut queue = queue.lock().await;
+        within(timeout, async {
+            queue.recv().await.ok_or(PeerError::Stopped)
+        })
+        .await
+    }
+
+    /// Frames moved per transport so far, and the TCP connections open now.
+    pub async fn transport_stats(&self) -> Result<TransportStats, PeerError> {
+        self.ask(|reply| Command::Stats { reply }).await
+    }
+
     /// Stops the driver task (deregistering if configured) and waits for it.
     pub async fn shutdown(self) -> Result<(), PeerError> {
         // A closed channel means the task already ended: nothing left to stop.
-        let _ = self.commands.send(Command::Shutdown).await;
+        let _ = self.commands.send(Command::Shutdown { done: None }).await;
         self.task.await.map_err(io::Error::other)?;
         Ok(())
+    }
+
+    /// Stops the driver task (deregistering if configured) and waits until it has finished,
+    /// for a peer shared behind an `Arc`; later calls on this handle fail with
+    /// [`PeerError::Stopped`].
+    pub async fn stop(&self) -> Result<(), PeerError> {
+        match self
+            .ask(|done| Command::Shutdown { done: Some(done) })
+            .await
+        {
+            Ok(()) | Err(PeerError::Stopped) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// Whether the driver task has ended.
@@ -424,546 +786,67 @@ pub fn ack_line(reply: &ExchangeReply) -> String {
     }
 }
 
-fn refused(response: Response) -> PeerError {
-    match response {
-        Response::Error { error } => PeerError::RegistryRefused(error),
-        other => PeerError::RegistryRefused(format!("unexpected {}", other.type_name())),
-    }
+/// `op`, or [`PeerError::Timeout`] once `timeout` has passed.
+async fn within<T>(
+    timeout: Duration,
+    op: impl std::future::Future<Output = Result<T, PeerError>>,
+) -> Result<T, PeerError> {
+    tokio::time::timeout(timeout, op)
+        .await
+        .map_err(|_| PeerError::Timeout(timeout))?
 }
 
-struct ExchangeOp {
-    peer: u32,
-    message: Vec<u8>,
-    received: Vec<u8>,
-    reply: Reply<Vec<u8>>,
+/// The map behind a std mutex; a panic elsewhere while it was held leaves it usable.
+fn lock<K, V>(map: &Mutex<HashMap<K, V>>) -> std::sync::MutexGuard<'_, HashMap<K, V>> {
+    map.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-struct Driver {
-    node: Node<OsRng>,
-    identity: Identity,
-    socket: UdpSocket,
-    registry: RegistryClient,
-    origin: tokio::time::Instant,
-    paths: HashMap<PathId, SocketAddr>,
-    path_of_socket: HashMap<SocketAddr, PathId>,
-    next_path: u64,
-    /// Nodes whose registry address was handed to the engine.
-    resolved: HashMap<u32, SocketAddr>,
-    next_ping: u64,
-    /// Outstanding pings by payload: (target node, sent at, reply).
-    pings: HashMap<Vec<u8>, (u32, tokio::time::Instant, Reply<Duration>)>,
-    exchanges: HashMap<ConnectionId, ExchangeOp>,
-    messages: HashMap<ConnectionId, (u32, Reply<ExchangeReply>)>,
-    subscriptions: HashMap<ConnectionId, mpsc::Sender<TopicEvent>>,
-    publications: HashMap<ConnectionId, Reply<()>>,
-    deregister_on_shutdown: bool,
+/// What we tell the registry about ourselves, again on re-registration.
+#[derive(Debug, Clone, Copy)]
+struct Registration {
     udp_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
     public: bool,
-    heartbeat_interval: Duration,
 }
 
-impl Driver {
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        let mut buf = vec![0u8; MAX_DATAGRAM_BYTES];
-        let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
-        // The first tick is immediate; registration just happened.
-        heartbeat.tick().await;
-        loop {
-            let deadline = self.flush().await;
-            let sleep = tokio::time::sleep_until(
-                deadline.unwrap_or_else(|| tokio::time::Instant::now() + HEARTBEAT_INTERVAL),
-            );
-            tokio::select! {
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, from)) => {
-                        let bytes = buf.get(..n).unwrap_or_default().to_vec();
-                        let path = self.path_for(from);
-                        let input = Input::Frame { path, bytes, relay_sender: None };
-                        if let Err(err) = self.node.handle_input(self.now(), input) {
-                            debug!(%from, %err, "frame dropped");
-                        }
-                    }
-                    Err(err) => warn!(%err, "UDP receive failed"),
-                },
-                command = commands.recv() => match command {
-                    None | Some(Command::Shutdown) => break,
-                    Some(command) => self.on_command(command).await,
-                },
-                () = sleep, if deadline.is_some() => {
-                    if let Err(err) = self.node.handle_input(self.now(), Input::Tick) {
-                        debug!(%err, "tick");
-                    }
-                },
-                _ = heartbeat.tick() => self.heartbeat().await,
-            }
-            self.forget_abandoned();
-            self.settle_dropped_connections();
-        }
-        if self.deregister_on_shutdown {
-            self.deregister().await;
-        }
-        info!(addr = %self.node.addr(), "peer stopped");
-    }
-
-    /// spec §9.3: leave the registry, so the address stops resolving at once.
-    async fn deregister(&mut self) {
-        let request = Deregister::signed(self.node.addr().node, &self.identity);
-        match self.registry.call(&Request::Deregister(request)).await {
-            Ok(Response::DeregisterOk) => {}
-            Ok(other) => warn!(error = %refused(other), "deregister refused"),
-            Err(err) => warn!(%err, "deregister failed"),
-        }
-    }
-
-    fn now(&self) -> Instant {
-        let micros = self.origin.elapsed().as_micros();
-        Instant::from_micros(u64::try_from(micros).unwrap_or(u64::MAX))
-    }
-
-    fn path_for(&mut self, addr: SocketAddr) -> PathId {
-        if let Some(path) = self.path_of_socket.get(&addr) {
-            return *path;
-        }
-        let path = PathId(self.next_path);
-        self.next_path += 1;
-        self.paths.insert(path, addr);
-        self.path_of_socket.insert(addr, path);
-        path
-    }
-
-    /// Sends what the node produced and handles its events; returns when to tick next.
-    async fn flush(&mut self) -> Option<tokio::time::Instant> {
-        while let Some(output) = self.node.poll_output() {
-            match output {
-                Output::Transmit { path, bytes } => match self.paths.get(&path) {
-                    Some(addr) => {
-                        if let Err(err) = self.socket.send_to(&bytes, addr).await {
-                            warn!(%addr, %err, "UDP send failed");
-                        }
-                    }
-                    None => warn!(?path, "transmit on an unknown path"),
-                },
-                Output::Event(event) => self.on_event(event).await,
-                Output::Timeout(at) => {
-                    return Some(self.origin + Duration::from_micros(at.as_micros()));
-                }
-            }
-        }
-        None
-    }
-
-    async fn on_event(&mut self, event: Event) {
-        match event {
-            Event::NeedPeerKey { node } => {
-                let key = match self
-                    .registry
-                    .call(&Request::Lookup(Lookup { node_id: node }))
-                    .await
-                {
-                    Ok(Response::LookupOk(ok)) => Some(ok.public_key.0),
-                    Ok(other) => {
-                        warn!(node, error = %refused(other), "lookup refused");
-                        None
-                    }
-                    Err(err) => {
-                        warn!(node, %err, "lookup failed");
-                        None
-                    }
-                };
-                self.input(Input::PeerKey { node, key });
-            }
-            Event::RegistryRequest(request) => match self.registry.call(&request).await {
-                Ok(Response::PollHandshakesOk(inbox)) => {
-                    self.input(Input::Command(pilot_core::node::Command::TrustInbox(
-                        Box::new(inbox),
-                    )));
-                }
-                Ok(Response::Error { error }) => warn!(%error, "registry refused a request"),
-                Ok(response) => debug!(kind = response.type_name(), "registry answered"),
-                Err(err) => warn!(%err, "registry request failed"),
-            },
-            Event::Pong { from, payload } => {
-                if let Some((_, sent, reply)) = self.pings.remove(&payload) {
-                    let _ = reply.send(Ok(sent.elapsed()));
-                } else {
-                    debug!(%from, "unsolicited pong");
-                }
-            }
-            Event::StreamOpened(conn) => {
-                if let Some(op) = self.exchanges.get(&conn) {
-                    let message = op.message.clone();
-                    let now = self.now();
-                    if let Err(err) = self.node.write(now, conn, &message) {
-                        self.fail_exchange(conn, err.into());
-                    }
-                }
-            }
-            Event::StreamReadable(conn) => self.read_exchange(conn),
-            Event::StreamReset { conn, .. }
-            | Event::StreamClosed(conn)
-            | Event::StreamPeerClosed(conn) => {
-                // Whatever arrived before the FIN still counts.
-                self.read_exchange(conn);
-                self.fail_exchange(conn, PeerError::StreamFailed);
-                if let Some((_, reply)) = self.messages.remove(&conn) {
-                    let _ = reply.send(Err(PeerError::StreamFailed));
-                }
-            }
-            Event::MessageAcked { conn, peer, reply } => {
-                info!(%peer, ack = %ack_line(&reply), "message acknowledged");
-                if let Some((_, waiter)) = self.messages.remove(&conn) {
-                    let _ = waiter.send(Ok(reply));
-                }
-            }
-            Event::MessageReceived {
-                from,
-                frame_type,
-                filename,
-                payload,
-            } => {
-                // Contents are not stored: this peer is a test and demo tool.
-                info!(%from, %frame_type, ?filename, bytes = payload.len(), "message received");
-            }
-            Event::EventReceived {
-                conn,
-                topic,
-                payload,
-            } => {
-                if let Some(events) = self.subscriptions.get(&conn) {
-                    if events.try_send((topic, payload)).is_err() {
-                        warn!(?conn, "subscription queue full or closed; event dropped");
-                    }
-                }
-            }
-            Event::BrokerSubscribed { from, topic } => {
-                info!(%from, topic = %String::from_utf8_lossy(&topic), "subscriber joined");
-            }
-            Event::PeerUnreachable { node } => self.fail_node(node),
-            Event::PeerSessionUp { node, rekey } => info!(node, rekey, "tunnel session up"),
-            Event::Error(err) => warn!(%err, "node error"),
-            other => debug!(event = ?other, "event"),
-        }
-    }
-
-    fn input(&mut self, input: Input) {
-        if let Err(err) = self.node.handle_input(self.now(), input) {
-            debug!(%err, "input refused");
-        }
-    }
-
-    fn read_exchange(&mut self, conn: ConnectionId) {
-        let now = self.now();
-        let Some(op) = self.exchanges.get_mut(&conn) else {
-            return;
-        };
-        let mut buf = [0u8; READ_CHUNK_BYTES];
-        // WouldBlock or end of stream both stop the loop; the close event settles the op.
-        while let Ok(n) = self.node.read(now, conn, &mut buf) {
-            if n == 0 {
-                break;
-            }
-            op.received
-                .extend_from_slice(buf.get(..n).unwrap_or_default());
-        }
-        if op.received.len() >= op.message.len() {
-            if let Some(op) = self.exchanges.remove(&conn) {
-                let _ = op.reply.send(Ok(op.received));
-            }
-            if let Err(err) = self.node.close(now, conn) {
-                debug!(%err, "close after exchange");
-            }
-        }
-    }
-
-    fn fail_exchange(&mut self, conn: ConnectionId, err: PeerError) {
-        if let Some(op) = self.exchanges.remove(&conn) {
-            let _ = op.reply.send(Err(err));
-        }
-    }
-
-    fn fail_node(&mut self, node: u32) {
-        warn!(node, "peer unreachable");
-        // A later command resolves the node again.
-        self.resolved.remove(&node);
-        let pings: Vec<Vec<u8>> = self
-            .pings
-            .iter()
-            .filter(|(_, (n, _, _))| *n == node)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in pings {
-            if let Some((_, _, reply)) = self.pings.remove(&key) {
-                let _ = reply.send(Err(PeerError::Unreachable(node)));
-            }
-        }
-        let conns: Vec<ConnectionId> = self
-            .exchanges
-            .iter()
-            .filter(|(_, op)| op.peer == node)
-            .map(|(c, _)| *c)
-            .collect();
-        for conn in conns {
-            self.fail_exchange(conn, PeerError::Unreachable(node));
-        }
-        let conns: Vec<ConnectionId> = self
-            .messages
-            .iter()
-            .filter(|(_, (n, _))| *n == node)
-            .map(|(c, _)| *c)
-            .collect();
-        for conn in conns {
-            if let Some((_, reply)) = self.messages.remove(&conn) {
-                let _ = reply.send(Err(PeerError::Unreachable(node)));
-            }
-        }
-    }
-
-    /// Node-owned streams (data exchange clients) report no close events: an operation whose
-    /// connection the node has dropped without answering has failed. Runs after a full drain,
-    /// so an answer that came with the close was already delivered.
-    fn settle_dropped_connections(&mut self) {
-        let node = &self.node;
-        let dropped: Vec<ConnectionId> = self
-            .messages
-            .keys()
-            .chain(self.exchanges.keys())
-            .filter(|conn| node.connection_state(**conn).is_none())
-            .copied()
-            .collect();
-        for conn in dropped {
-            self.fail_exchange(conn, PeerError::StreamFailed);
-            if let Some((_, reply)) = self.messages.remove(&conn) {
-                let _ = reply.send(Err(PeerError::StreamFailed));
-            }
-        }
-        // Dropping the sender ends the subscriber's stream of events.
-        let node = &self.node;
-        self.subscriptions
-            .retain(|conn, _| node.connection_state(*conn).is_some());
-        // TIME_WAIT: both FINs were exchanged, so the broker acknowledged every byte of the
-        // event. Dropped before that: reset or given up.
-        let settled: Vec<(ConnectionId, bool)> = self
-            .publications
-            .keys()
-            .filter_map(|conn| match node.connection_state(*conn) {
-                Some(State::TimeWait) => Some((*conn, true)),
-                None | Some(State::Closed) => Some((*conn, false)),
-                Some(_) => None,
+impl Registration {
+    /// `register` (with our TCP endpoint, spec §9.3) and `set_visibility` if public.
+    async fn register(
+        &self,
+        registry: &mut RegistryClient,
+        identity: &Identity,
+    ) -> Result<Addr, PeerError> {
+        let mut register = Register::signed(self.udp_addr.to_string(), identity);
+        register.endpoints = self
+            .tcp_addr
+            .map(|addr| Endpoint {
+                network: TCP_NETWORK.to_string(),
+                addr: addr.to_string(),
             })
+            .into_iter()
             .collect();
-        for (conn, delivered) in settled {
-            if let Some(reply) = self.publications.remove(&conn) {
-                let _ = reply.send(if delivered {
-                    Ok(())
-                } else {
-                    Err(PeerError::StreamFailed)
-                });
-            }
-        }
-    }
-
-    /// Callers that gave up (timeout, dropped future) leave closed replies behind.
-    fn forget_abandoned(&mut self) {
-        self.pings.retain(|_, (_, _, reply)| !reply.is_closed());
-        self.exchanges.retain(|_, op| !op.reply.is_closed());
-        self.messages.retain(|_, (_, reply)| !reply.is_closed());
-        // `Node::close` refuses node-owned subscriber streams (NotApplicationConnection), so
-        // a dropped subscription only stops delivery; its stream lives until the peer ends it.
-        self.subscriptions.retain(|_, events| !events.is_closed());
-    }
-
-    /// Resolves `node` in the registry (signed, spec §9.4) and gives its address to the engine.
-    async fn ensure_path(&mut self, node: u32) -> Result<(), PeerError> {
-        if self.resolved.contains_key(&node) {
-            return Ok(());
-        }
-        let request = Resolve::signed(self.node.addr().node, node, &self.identity);
-        let ok = match self.registry.call(&Request::Resolve(request)).await? {
-            Response::ResolveOk(ok) => ok,
-            other => return Err(refused(other)),
-        };
-        let addr: SocketAddr = ok
-            .real_addr
-            .parse()
-            .map_err(|_| PeerError::NoPeerAddress(node))?;
-        // The resolve answer carries the key too: spare the engine a lookup.
-        let PublicKey(key) = ok.public_key;
-        self.input(Input::PeerKey {
-            node,
-            key: Some(key),
-        });
-        let path = self.path_for(addr);
-        let now = self.now();
-        self.node.add_peer_path(now, node, path)?;
-        self.resolved.insert(node, addr);
-        debug!(node, %addr, "resolved");
-        Ok(())
-    }
-
-    async fn on_command(&mut self, command: Command) {
-        match command {
-            Command::Ping { peer, reply } => {
-                if let Err(err) = self.ensure_path(peer.node).await {
-                    let _ = reply.send(Err(err));
-                    return;
-                }
-                let payload = self.next_ping.to_be_bytes().to_vec();
-                self.next_ping += 1;
-                let now = self.now();
-                match self.node.ping(now, peer, &payload) {
-                    Ok(()) => {
-                        self.pings
-                            .insert(payload, (peer.node, tokio::time::Instant::now(), reply));
-                    }
-                    Err(err) => {
-                        let _ = reply.send(Err(err.into()));
-                    }
-                }
-            }
-            Command::Exchange {
-                peer,
-                port,
-                message,
-                reply,
-            } => {
-                if let Err(err) = self.ensure_path(peer.node).await {
-                    let _ = reply.send(Err(err));
-                    return;
-                }
-                let now = self.now();
-                match self.node.dial(now, peer, port) {
-                    Ok(conn) => {
-                        self.exchanges.insert(
-                            conn,
-                            ExchangeOp {
-                                peer: peer.node,
-                                message,
-                                received: Vec::new(),
-                                reply,
-                            },
-                        );
-                    }
-                    Err(err) => {
-                        let _ = reply.send(Err(err.into()));
-                    }
-                }
-            }
-            Command::SendMessage {
-                peer,
-                frame_type,
-                filename,
-                data,
-                reply,
-            } => {
-                if let Err(err) = self.ensure_path(peer.node).await {
-                    let _ = reply.send(Err(err));
-                    return;
-                }
-                let frame = match frame_type {
-                    FrameType::Json => Frame::Json(&data),
-                    FrameType::Binary => Frame::Binary(&data),
-                    FrameType::File => Frame::File {
-                        name: &filename,
-                        data: &data,
-                    },
-                    FrameType::Text => Frame::Text(&data),
-                    FrameType::Other(frame_type) => Frame::Other {
-                        frame_type,
-                        payload: &data,
-                    },
-                };
-                let now = self.now();
-                match self.node.send_message(now, peer, &frame) {
-                    Ok(conn) => {
-                        self.messages.insert(conn, (peer.node, reply));
-                    }
-                    Err(err) => {
-                        let _ = reply.send(Err(err.into()));
-                    }
-                }
-            }
-            Command::Subscribe { peer, topic, reply } => {
-                if let Err(err) = self.ensure_path(peer.node).await {
-                    let _ = reply.send(Err(err));
-                    return;
-                }
-                let now = self.now();
-                match self.node.subscribe(now, peer, &topic) {
-                    Ok(conn) => {
-                        let (events, rx) = mpsc::channel(SUBSCRIPTION_QUEUE_LEN);
-                        self.subscriptions.insert(conn, events);
-                        let _ = reply.send(Ok(Subscription { events: rx }));
-                    }
-                    Err(err) => {
-                        let _ = reply.send(Err(err.into()));
-                    }
-                }
-            }
-            Command::Publish {
-                peer,
-                topic,
-                payload,
-                reply,
-            } => {
-                if let Err(err) = self.ensure_path(peer.node).await {
-                    let _ = reply.send(Err(err));
-                    return;
-                }
-                let now = self.now();
-                match self.node.publish(now, peer, &topic, &payload) {
-                    Ok(conn) => {
-                        self.publications.insert(conn, reply);
-                    }
-                    Err(err) => {
-                        let _ = reply.send(Err(err.into()));
-                    }
-                }
-            }
-            Command::Shutdown => {}
-        }
-    }
-
-    async fn heartbeat(&mut self) {
-        let request = Heartbeat::signed(self.node.addr().node, None, &self.identity);
-        match self.registry.call(&Request::Heartbeat(request)).await {
-            Ok(Response::HeartbeatOk(_)) => debug!("heartbeat"),
-            // spec §9.5: "node not found" means the registry forgot us (e.g. it restarted).
-            Ok(Response::Error { error }) if error.contains("not found") => {
-                warn!(%error, "registry forgot this node; registering again");
-                if let Err(err) = self.reregister().await {
-                    warn!(%err, "re-registration failed");
-                }
-            }
-            Ok(other) => warn!(error = %refused(other), "heartbeat refused"),
-            Err(err) => warn!(%err, "heartbeat failed"),
-        }
-    }
-
-    /// Registers again with the same key and endpoint. The engine's address cannot change
-    /// while it runs, so a different node ID is reported, not adopted.
-    async fn reregister(&mut self) -> Result<(), PeerError> {
-        let register = Register::signed(self.udp_addr.to_string(), &self.identity);
-        let ok = match self.registry.call(&Request::Register(register)).await? {
+        let registered = match registry.call(&Request::Register(register)).await? {
             Response::RegisterOk(ok) => ok,
             other => return Err(refused(other)),
         };
-        let ours = self.node.addr().node;
-        if ok.node_id != ours {
-            warn!(
-                ours,
-                given = ok.node_id,
-                "registry assigned another node ID; restart the peer to use it"
-            );
-            return Ok(());
-        }
         if self.public {
-            let request = SetVisibility::signed(ours, true, &self.identity);
-            match self.registry.call(&Request::SetVisibility(request)).await? {
+            let request = SetVisibility::signed(registered.node_id, true, identity);
+            match registry.call(&Request::SetVisibility(request)).await? {
                 Response::SetVisibilityOk => {}
                 other => return Err(refused(other)),
             }
         }
-        info!(addr = %self.node.addr(), "registered again");
-        Ok(())
+        Ok(Addr::new(registered.network_id, registered.node_id))
+    }
+}
+
+/// The `network` name of a TCP endpoint in `register` and `resolve` (spec §9.3).
+const TCP_NETWORK: &str = "tcp";
+
+fn refused(response: Response) -> PeerError {
+    match response {
+        Response::Error { error } => PeerError::RegistryRefused(error),
+        other => PeerError::RegistryRefused(format!("unexpected {}", other.type_name())),
     }
 }
