@@ -23,6 +23,7 @@
 
 pub mod client;
 pub mod relay;
+pub mod scenario;
 pub mod worker;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
