@@ -363,6 +363,11 @@ impl<R: CryptoRngCore> Node<R> {
         self.conns.get(&id).map(|c| c.remote)
     }
 
+    /// Our end of a connection (our address and port), while the node holds it.
+    pub fn connection_local(&self, id: ConnectionId) -> Option<SocketAddr> {
+        self.conns.get(&id).map(|c| c.local)
+    }
+
     /// Sender counters of a connection (retransmissions, timeouts), while the node holds it.
     pub fn connection_stats(&self, id: ConnectionId) -> Option<stream::Stats> {
         self.conns.get(&id).map(|c| c.stream.stats())

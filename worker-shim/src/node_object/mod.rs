@@ -1,0 +1,383 @@
+//! The `PilotNode` Durable Object: one Pilot node per identity.
+//!
+//! Lifecycle: the first request (or alarm) loads the identity from storage (creating it on
+//! first start), opens a relay session, registers through the registry pipe with the
+//! session's UDP endpoint, and creates the engine. A lost relay session is reopened with
+//! exponential backoff and the node registers again (the UDP port changes). An alarm every
+//! 60 s sends the heartbeat (spec §9.5), polls relayed trust handshakes and restarts the
+//! node if the object was evicted. `driver` runs the engine, `routes` serves the API.
+
+mod config;
+mod driver;
+mod routes;
+mod storage;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::future::select;
+use pilot_core::addr::Addr;
+use pilot_core::node::{Command, Input, Node, NodeConfig};
+use pilot_core::registry::{
+    Heartbeat, Register, RegisterOk, Request, Response, SetHostname, SetVisibility,
+};
+use rand_core::OsRng;
+use tracing::{info, warn};
+use worker::{durable_object, DurableObject, Env, Request as HttpRequest, Response as HttpResponse, State};
+
+use crate::api::{ApiError, ErrorCode};
+use crate::notify::Notify;
+use crate::registry_pipe::RegistryPipe;
+use crate::transport::{RelayTransport, Transport};
+
+pub use config::Config;
+use driver::{now_ms, unexpected, Inner, Shared, Sink};
+
+/// spec §9.5: a registered node sends a heartbeat every 60 seconds; the alarm carries it.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest a request waits for another request's start of the node.
+const START_WAIT: Duration = Duration::from_secs(30);
+
+/// The Durable Object class (`new_sqlite_classes = ["PilotNode"]`).
+#[durable_object(alarm)]
+pub struct PilotNode {
+    shared: Rc<Shared>,
+}
+
+impl DurableObject for PilotNode {
+    fn new(state: State, env: Env) -> Self {
+        let config = Config::from_env(&env);
+        crate::log::init(config.log.as_deref());
+        let registry = RegistryPipe::new(
+            config.relay_url.clone().unwrap_or_default(),
+            config.relay_token.clone(),
+        );
+        let shared = Rc::new_cyclic(|me| Shared {
+            state,
+            config,
+            notify: Notify::new(),
+            inner: RefCell::new(Inner::default()),
+            registry,
+            me: me.clone(),
+        });
+        PilotNode { shared }
+    }
+
+    async fn fetch(&self, req: HttpRequest) -> worker::Result<HttpResponse> {
+        routes::handle(&self.shared, req).await
+    }
+
+    async fn alarm(&self) -> worker::Result<HttpResponse> {
+        on_alarm(&self.shared).await;
+        HttpResponse::ok("")
+    }
+}
+
+/// Starts the node unless it runs: identity, relay session, registration, engine.
+/// Concurrent callers wait for the one start in progress.
+pub(crate) async fn ensure_started(shared: &Rc<Shared>) -> Result<(), ApiError> {
+    let deadline = now_ms().saturating_add(START_WAIT.as_secs() * 1000);
+    loop {
+        let changed = shared.notify.changed();
+        {
+            let mut inner = shared.inner.borrow_mut();
+            if inner.transport.is_some() && inner.registered {
+                return Ok(());
+            }
+            if !inner.starting {
+                inner.starting = true;
+                break;
+            }
+        }
+        let left = deadline.saturating_sub(now_ms());
+        if left == 0 {
+            return Err(ApiError::new(ErrorCode::NotReady, "the node is still starting"));
+        }
+        let sleep = core::pin::pin!(worker::Delay::from(Duration::from_millis(left)));
+        let _ = select(core::pin::pin!(changed), sleep).await;
+    }
+    let result = start(shared).await;
+    {
+        let mut inner = shared.inner.borrow_mut();
+        inner.starting = false;
+        match &result {
+            Ok(()) => {
+                inner.last_error = None;
+                inner.backoff.reset();
+            }
+            Err(err) => inner.last_error = Some(err.message.clone()),
+        }
+    }
+    shared.notify.notify();
+    result
+}
+
+async fn start(shared: &Rc<Shared>) -> Result<(), ApiError> {
+    let config = &shared.config;
+    if config.transport != config::TRANSPORT_RELAY {
+        return Err(ApiError::new(
+            ErrorCode::NotReady,
+            format!("PILOT_TRANSPORT={:?} is not implemented", config.transport),
+        )
+        .with_hint("set PILOT_TRANSPORT=relay (the only transport so far)"));
+    }
+    let Some(url) = config.relay_url.clone() else {
+        return Err(ApiError::new(ErrorCode::NotReady, "PILOT_RELAY_URL is not set")
+            .with_hint("set PILOT_RELAY_URL (ws:// or wss:// URL of a pilot-relay) in wrangler.toml [vars]"));
+    };
+    let identity = storage::load_identity(shared).await?;
+    let session = {
+        let mut inner = shared.inner.borrow_mut();
+        inner.session += 1;
+        inner.session
+    };
+    let sink = Rc::new(Sink(Rc::downgrade(shared)));
+    let transport = RelayTransport::connect(
+        &url,
+        Rc::clone(&identity),
+        config.relay_token.clone(),
+        session,
+        sink,
+    )
+    .await
+    .map_err(|e| ApiError::new(ErrorCode::NotReady, e.to_string()))?;
+    let endpoint = transport.endpoint();
+    shared.inner.borrow_mut().transport = Some(transport.clone());
+
+    let registered = match register(shared, &identity, &endpoint.to_string()).await {
+        Ok(ok) => ok,
+        Err(err) => {
+            transport.close();
+            shared.inner.borrow_mut().transport = None;
+            return Err(err);
+        }
+    };
+    let fresh = adopt_registration(shared, &registered).await;
+    shared.inner.borrow_mut().registered = true;
+    info!(addr = %Addr::new(registered.network_id, registered.node_id), %endpoint,
+        public = config.public, "registered");
+    if fresh {
+        wasm_bindgen_futures::spawn_local(Rc::clone(shared).run_timer());
+    }
+    if let Err(err) = arm_alarm(shared).await {
+        warn!(%err, "cannot set the heartbeat alarm");
+    }
+    Ok(())
+}
+
+/// Registers `listen_addr` (spec §9.3), goes public and claims the hostname if configured.
+async fn register(
+    shared: &Rc<Shared>,
+    identity: &pilot_core::crypto::Identity,
+    listen_addr: &str,
+) -> Result<RegisterOk, ApiError> {
+    let registry_error = |e: crate::registry_pipe::RegistryCallError| {
+        ApiError::new(ErrorCode::RegistryError, e.to_string())
+    };
+    let request = Request::Register(Register::signed(listen_addr.to_string(), identity));
+    let ok = match shared.registry.call(&request).await.map_err(registry_error)? {
+        Response::RegisterOk(ok) => ok,
+        Response::Error { error } => {
+            return Err(ApiError::new(
+                ErrorCode::RegistryError,
+                format!("registry refused registration: {error}"),
+            ))
+        }
+        other => return Err(unexpected(&other)),
+    };
+    if shared.config.public {
+        let request = Request::SetVisibility(SetVisibility::signed(ok.node_id, true, identity));
+        match shared.registry.call(&request).await.map_err(registry_error)? {
+            Response::SetVisibilityOk => {}
+            other => warn!(answer = other.type_name(), "set_visibility refused"),
+        }
+    }
+    if let Some(hostname) = shared.config.hostname.clone() {
+        let request =
+            Request::SetHostname(SetHostname::signed(ok.node_id, hostname.clone(), identity));
+        match shared.registry.call(&request).await.map_err(registry_error)? {
+            Response::SetHostnameOk(_) => shared.inner.borrow_mut().hostname = hostname,
+            other => warn!(answer = ?other.error_text(), "hostname refused"),
+        }
+    }
+    Ok(ok)
+}
+
+/// Creates the engine on the first registration (returns `true` then). The engine's
+/// address cannot change while it runs, so a different node ID later is reported only.
+async fn adopt_registration(shared: &Rc<Shared>, ok: &RegisterOk) -> bool {
+    if let Some(node) = shared.inner.borrow().node.as_ref() {
+        if node.addr().node != ok.node_id {
+            warn!(
+                ours = node.addr().node,
+                given = ok.node_id,
+                "registry assigned another node ID; the object keeps its address until evicted"
+            );
+        }
+        return false;
+    }
+    let seed = match storage::load_seed(shared).await {
+        Ok(seed) => seed,
+        Err(err) => {
+            warn!(%err, "identity vanished from storage");
+            return false;
+        }
+    };
+    let origin_ms = now_ms();
+    let node_config = NodeConfig {
+        private: !shared.config.public,
+        unix_secs_at_zero: origin_ms / 1000,
+        ..NodeConfig::default()
+    };
+    let addr = Addr::new(ok.network_id, ok.node_id);
+    let node = Node::new(node_config, addr, &seed, OsRng);
+    let (trusted, keys) = storage::load_trust(shared).await;
+    {
+        let mut inner = shared.inner.borrow_mut();
+        inner.origin_ms = origin_ms;
+        inner.node = Some(node);
+        inner.peer_keys = keys.clone();
+    }
+    for node_id in trusted {
+        let _ = shared.with_node(|n, now| {
+            n.handle_input(now, Input::Command(Command::SetTrusted { node: node_id, trusted: true }))
+        });
+    }
+    for (node_id, key) in keys {
+        let _ = shared.with_node(|n, now| n.handle_input(now, Input::PeerKey { node: node_id, key: Some(key) }));
+    }
+    storage::save_node_id(shared, ok.node_id).await;
+    true
+}
+
+async fn arm_alarm(shared: &Shared) -> worker::Result<()> {
+    let storage = shared.state.storage();
+    if storage.get_alarm().await?.is_none() {
+        storage.set_alarm(HEARTBEAT_INTERVAL).await?;
+    }
+    Ok(())
+}
+
+/// The alarm: start or heartbeat, poll relayed trust handshakes, persist, re-arm.
+async fn on_alarm(shared: &Rc<Shared>) {
+    let running = {
+        let inner = shared.inner.borrow();
+        inner.transport.is_some() && inner.registered
+    };
+    if running {
+        heartbeat(shared).await;
+        poll_handshakes(shared).await;
+    } else if let Err(err) = ensure_started(shared).await {
+        warn!(%err, "start from alarm failed");
+        spawn_reconnect(Rc::clone(shared));
+    }
+    persist_if_needed(shared).await;
+    // The alarm fired, so none is set: set the next one.
+    if let Err(err) = shared.state.storage().set_alarm(HEARTBEAT_INTERVAL).await {
+        warn!(%err, "cannot re-arm the heartbeat alarm");
+    }
+}
+
+async fn heartbeat(shared: &Rc<Shared>) {
+    let request = {
+        let inner = shared.inner.borrow();
+        let (Some(identity), Some(node)) = (inner.identity.as_ref(), inner.node.as_ref()) else {
+            return;
+        };
+        Request::Heartbeat(Heartbeat::signed(node.addr().node, None, identity))
+    };
+    match shared.registry.call(&request).await {
+        Ok(Response::HeartbeatOk(_)) => tracing::debug!("heartbeat"),
+        // spec §9.5: "node not found" means the registry forgot us (e.g. it restarted).
+        Ok(Response::Error { error }) if error.contains("not found") => {
+            warn!(%error, "registry forgot this node; registering again");
+            shared.inner.borrow_mut().registered = false;
+            if let Err(err) = reregister(shared).await {
+                warn!(%err, "re-registration failed");
+            }
+        }
+        Ok(other) => warn!(answer = ?other.error_text(), "heartbeat refused"),
+        Err(err) => warn!(%err, "heartbeat failed"),
+    }
+}
+
+async fn reregister(shared: &Rc<Shared>) -> Result<(), ApiError> {
+    let (identity, endpoint) = {
+        let inner = shared.inner.borrow();
+        let identity = inner.identity.clone();
+        let endpoint = inner.transport.as_ref().map(|t| t.endpoint());
+        (identity, endpoint)
+    };
+    let (Some(identity), Some(endpoint)) = (identity, endpoint) else {
+        return Err(ApiError::new(ErrorCode::NotReady, "no relay session"));
+    };
+    let ok = register(shared, &identity, &endpoint.to_string()).await?;
+    adopt_registration(shared, &ok).await;
+    shared.inner.borrow_mut().registered = true;
+    shared.notify.notify();
+    Ok(())
+}
+
+async fn poll_handshakes(shared: &Rc<Shared>) {
+    let request = {
+        let inner = shared.inner.borrow();
+        let Some(trust) = inner.node.as_ref().and_then(|n| n.trust_service()) else {
+            return;
+        };
+        trust.poll_request()
+    };
+    match shared.registry.call(&request).await {
+        Ok(Response::PollHandshakesOk(inbox)) => {
+            let _ = shared.with_node(|node, now| {
+                node.handle_input(now, Input::Command(Command::TrustInbox(Box::new(inbox))))
+            });
+        }
+        Ok(other) => warn!(answer = ?other.error_text(), "poll_handshakes refused"),
+        Err(err) => warn!(%err, "poll_handshakes failed"),
+    }
+}
+
+/// Reopens the relay session (and registers again) with exponential backoff, once.
+pub(crate) fn spawn_reconnect(shared: Rc<Shared>) {
+    {
+        let mut inner = shared.inner.borrow_mut();
+        if inner.reconnecting {
+            return;
+        }
+        inner.reconnecting = true;
+    }
+    wasm_bindgen_futures::spawn_local(async move {
+        loop {
+            let delay = shared.inner.borrow_mut().backoff.next_delay();
+            worker::Delay::from(delay).await;
+            match ensure_started(&shared).await {
+                Ok(()) => {
+                    info!("relay session restored");
+                    break;
+                }
+                Err(err) => warn!(%err, retry_in_ms = delay.as_millis() as u64, "reconnect failed"),
+            }
+        }
+        shared.inner.borrow_mut().reconnecting = false;
+    });
+}
+
+/// Writes the trust set and peer key cache if they changed.
+pub(crate) async fn persist_if_needed(shared: &Shared) {
+    let snapshot = {
+        let mut inner = shared.inner.borrow_mut();
+        if !inner.persist_pending {
+            return;
+        }
+        inner.persist_pending = false;
+        let trusted: Vec<u32> = inner
+            .node
+            .as_ref()
+            .and_then(|n| n.trust_service())
+            .map(|t| t.trusted().map(|(node, _)| node).collect())
+            .unwrap_or_default();
+        (trusted, inner.peer_keys.clone())
+    };
+    storage::save_trust(shared, &snapshot.0, &snapshot.1).await;
+}
