@@ -51,20 +51,26 @@ async fn worker_joins_trusts_talks_and_survives_restarts() {
         "the Worker's UDP endpoint is a relay session socket"
     );
 
-    step("2. trust in both directions");
-    scenario::worker_asks_peer_for_trust(&world, &ends)
+    step("2a. trust: the native peer asks, the Worker approves through its API");
+    scenario::peer_asks_worker_for_trust(&world, &ends)
         .await
         .unwrap();
+    assert!(scenario::trusts(&ends.api, ends.peer).await.unwrap());
     assert!(world
         .peer
         .trusted()
         .await
         .unwrap()
         .contains(&ends.worker.node));
-    scenario::peer_asks_worker_for_trust(&world, &ends)
+
+    step("2b. trust: the Worker asks a second private peer, which approves");
+    let second = world.start_extra_peer("second").await.unwrap();
+    scenario::worker_asks_peer_for_trust(&second, &ends)
         .await
         .unwrap();
-    assert!(scenario::trusts(&ends.api, ends.peer).await.unwrap());
+    assert!(second.trusted().await.unwrap().contains(&ends.worker.node));
+    second.shutdown().await.unwrap();
+
     // Address learning: the registry recorded the relay's IP and the session's port
     // (relay/PROTOCOL.md §6), resolved as the now-trusted peer.
     let real_addr = world.registered_real_addr(ends.worker).await.unwrap();
@@ -155,12 +161,18 @@ async fn worker_joins_trusts_talks_and_survives_restarts() {
     assert_eq!(info_after.node_id, info.node_id, "same node ID");
     assert_eq!(info_after.address, info.address);
     assert_eq!(info_after.public_key, info.public_key, "same identity");
-    assert!(
-        scenario::trusts(&after.api, after.peer).await.unwrap(),
-        "trust survived"
-    );
+    // The Worker comes back with a new relay session and new tunnel keys; its first packets
+    // (this echo) show the peer both.
     let back = scenario::echo(&after, b"after the restart").await.unwrap();
     assert_eq!(back, b"after the restart");
+    // The Worker is private: its trust gate admits the peer's stream only if the trust set
+    // came back from storage (spec §6.8).
+    let (_, got, back) =
+        scenario::peer_dials_worker(&world, &after, 5001, b"still trusted?", b"yes")
+            .await
+            .unwrap();
+    assert_eq!(got, b"still trusted?");
+    assert_eq!(back, b"yes");
 
     world.shutdown().await.unwrap();
 }

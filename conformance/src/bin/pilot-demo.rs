@@ -117,13 +117,19 @@ async fn narrate(world: &mut World, out: &Transcript) -> anyhow::Result<()> {
         info.node_id, info.address
     ));
 
-    scenario::worker_asks_peer_for_trust(world, &ends).await?;
+    out.say("peer -> Worker trust request sent (relayed: the Worker polls its inbox every 60 s)");
+    scenario::peer_asks_worker_for_trust(world, &ends).await?;
     out.say(format!(
-        "Worker -> peer trust request approved by {}",
+        "approved through the Worker API: Worker and {} trust each other",
         ends.peer
     ));
-    scenario::peer_asks_worker_for_trust(world, &ends).await?;
-    out.say("peer -> Worker trust request approved through the Worker API");
+    let second = world.start_extra_peer("second").await?;
+    scenario::worker_asks_peer_for_trust(&second, &ends).await?;
+    out.say(format!(
+        "Worker -> second peer {} trust request approved by that peer",
+        second.addr()
+    ));
+    second.shutdown().await?;
     let real_addr = world.registered_real_addr(ends.worker).await?;
     out.say(format!(
         "registry's real_addr for the Worker: {real_addr} (relay IP {RELAY_IP})"
@@ -244,7 +250,6 @@ async fn object_restart(
 async fn bench(world: &World, out: &Transcript, cli: &Cli) -> anyhow::Result<()> {
     let (ends, info) = Ends::of(world).await?;
     out.say(format!("Worker {} registered", info.address));
-    scenario::worker_asks_peer_for_trust(world, &ends).await?;
     scenario::peer_asks_worker_for_trust(world, &ends).await?;
 
     let transfer = scenario::start_transfer(world, &ends, 6000, cli.bench_bytes).await?;

