@@ -156,6 +156,11 @@ async fn private_peers_become_trusted_through_the_registry_both_ways() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+    // A caller that starts waiting after the answer came still learns of it.
+    assert!(matches!(
+        c.wait_trusted(d.addr().node, STEP_TIMEOUT).await,
+        Err(PeerError::TrustRejected { .. })
+    ));
     assert!(!step("trusted", c.trusted()).await.contains(&d.addr().node));
     trust(&d, "D", &c, "C", TrustPath::Relayed).await;
 
@@ -561,6 +566,161 @@ async fn tcp_connection_declaring_an_oversized_frame_is_dropped_and_the_peer_car
     let a = Peer::start(config).await.unwrap();
     step("ping over tcp", a.ping(b.addr())).await;
     eprintln!("A pings B over TCP afterwards: ok");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}
+
+/// Polls `peer`'s transport counters until `done` holds (bounded by [`STEP_TIMEOUT`]).
+async fn await_stats(
+    peer: &Peer,
+    what: &str,
+    done: impl Fn(&conformance::peer::TransportStats) -> bool,
+) -> conformance::peer::TransportStats {
+    let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+    loop {
+        let stats = step("stats", peer.transport_stats()).await;
+        if done(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn closed_tcp_connection_is_forgotten_and_the_newest_one_carries_the_peer() {
+    let registry = start_registry().await;
+    let mut config = private_config(&registry, "tcp-restart", "b");
+    config.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+    config.public = true;
+    let b = Peer::start(config).await.unwrap();
+    let client_config = || {
+        let mut config = PeerConfig::new(
+            registry.local_addr(),
+            std::env::temp_dir()
+                .join(format!(
+                    "pilot-peer-test-{}-tcp-restart",
+                    std::process::id()
+                ))
+                .join("a.json"),
+        );
+        config.transport = Transport::Tcp;
+        config.public = true;
+        config
+    };
+    let _ = std::fs::remove_file(&client_config().identity);
+    std::fs::create_dir_all(client_config().identity.parent().unwrap()).unwrap();
+
+    let a = Peer::start(client_config()).await.unwrap();
+    let node = a.addr();
+    step("ping over tcp", a.ping(b.addr())).await;
+    assert_eq!(step("stats", b.transport_stats()).await.tcp_connections, 1);
+    a.shutdown().await.unwrap();
+    let stats = await_stats(&b, "connection of a stopped peer", |s| {
+        s.tcp_connections == 0
+    })
+    .await;
+    eprintln!("A stopped: B dropped its TCP connection ({stats:?})");
+
+    // Same identity, same address, new connection: B answers on it.
+    let a = Peer::start(client_config()).await.unwrap();
+    assert_eq!(a.addr(), node);
+    step("ping after restart", a.ping(b.addr())).await;
+    step("ping back", b.ping(a.addr())).await;
+    let stats = step("stats", b.transport_stats()).await;
+    eprintln!("A restarted and pinged B, B pinged back over the new connection: {stats:?}");
+    assert_eq!(stats.tcp_connections, 1);
+    assert_eq!(stats.udp_frames_out, 0, "B never fell back to UDP");
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn dialler_forgets_a_dead_tcp_connection_and_redials_the_new_endpoint() {
+    let registry = start_registry().await;
+    let server_config = || {
+        let mut config = PeerConfig::new(
+            registry.local_addr(),
+            std::env::temp_dir()
+                .join(format!("pilot-peer-test-{}-tcp-redial", std::process::id()))
+                .join("b.json"),
+        );
+        config.tcp_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.public = true;
+        config
+    };
+    let _ = std::fs::remove_file(&server_config().identity);
+    std::fs::create_dir_all(server_config().identity.parent().unwrap()).unwrap();
+    let b = Peer::start(server_config()).await.unwrap();
+    let mut config = private_config(&registry, "tcp-redial", "a");
+    config.transport = Transport::Tcp;
+    config.public = true;
+    let a = Peer::start(config).await.unwrap();
+    step("ping", a.ping(b.addr())).await;
+    let first = b.tcp_addr().unwrap();
+    b.shutdown().await.unwrap();
+    await_stats(&a, "connection to a stopped peer", |s| {
+        s.tcp_connections == 0
+    })
+    .await;
+    eprintln!("B at tcp {first} stopped: A dropped its pooled connection");
+
+    let b = Peer::start(server_config()).await.unwrap();
+    let second = b.tcp_addr().unwrap();
+    step("ping the restarted peer", a.ping(b.addr())).await;
+    let stats = step("stats", a.transport_stats()).await;
+    eprintln!("B restarted at tcp {second}; A resolved and dialled it again: {stats:?}");
+    assert_eq!(stats.tcp_connections, 1);
+    assert_eq!(stats.udp_frames_out, 0);
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn trust_store_keeps_admitting_a_trusted_node_after_a_restart() {
+    let registry = start_registry().await;
+    let mut a_config = private_config(&registry, "store", "a");
+    let store = a_config.identity.with_extension("trust.json");
+    let _ = std::fs::remove_file(&store);
+    a_config.trust_store = Some(store.clone());
+    let a = Peer::start(a_config.clone()).await.unwrap();
+    let b = start_private(&registry, "store", "b").await;
+    trust(&a, "A", &b, "B", TrustPath::Relayed).await;
+    let saved = std::fs::read_to_string(&store).unwrap();
+    eprintln!("A's trust store: {}", saved.trim());
+    assert!(saved.contains(&format!("\"node\":{}", b.addr().node)));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&store).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    a.shutdown().await.unwrap();
+
+    let a = Peer::start(a_config).await.unwrap();
+    assert_eq!(step("trusted", a.trusted()).await, vec![b.addr().node]);
+    step(
+        "A -> B echo",
+        a.exchange(b.addr(), 7, b"after restart".to_vec()),
+    )
+    .await;
+    // B's SYN passes A's trust gate only because A restored its trust in B.
+    let echoed = step(
+        "B -> A echo",
+        b.exchange(a.addr(), 7, b"still trusted".to_vec()),
+    )
+    .await;
+    eprintln!(
+        "A restarted; B -> A:7 -> {:?}",
+        String::from_utf8_lossy(&echoed)
+    );
+    assert_eq!(echoed, b"still trusted");
     a.shutdown().await.unwrap();
     b.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();

@@ -71,6 +71,12 @@ struct Cli {
     #[arg(long, env = "PILOT_PEER_CONTROL")]
     control: Option<PathBuf>,
 
+    /// Trust store: the nodes this peer trusts, kept across restarts (JSON, mode 0600).
+    /// Default: the identity file's path with `.trust.json` appended; none without
+    /// `--identity`.
+    #[arg(long, env = "PILOT_PEER_TRUST_STORE")]
+    trust_store: Option<PathBuf>,
+
     /// Seconds between registry heartbeats (spec §9.5: 60).
     #[arg(long, env = "PILOT_PEER_HEARTBEAT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     heartbeat_secs: u64,
@@ -275,6 +281,11 @@ async fn main() -> anyhow::Result<()> {
             TransportArg::Udp => Transport::Udp,
             TransportArg::Tcp => Transport::Tcp,
         },
+        trust_store: cli.trust_store.clone().or_else(|| {
+            cli.identity
+                .as_ref()
+                .map(|id| with_suffix(id, ".trust.json"))
+        }),
     };
     // Read the file first: a missing file should not cost a registration.
     let mut file = match &cli.command {
@@ -513,13 +524,16 @@ fn control_request(command: &Cmd) -> Option<ControlRequest> {
 
 /// `--control`, else the identity file's path with `.sock` appended.
 fn control_path(cli: &Cli) -> Option<PathBuf> {
-    cli.control.clone().or_else(|| {
-        cli.identity.as_ref().map(|identity| {
-            let mut path = identity.clone().into_os_string();
-            path.push(".sock");
-            PathBuf::from(path)
-        })
-    })
+    cli.control
+        .clone()
+        .or_else(|| cli.identity.as_ref().map(|id| with_suffix(id, ".sock")))
+}
+
+/// `path` with `suffix` appended to its file name.
+fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 async fn run_control(cli: &Cli, request: &ControlRequest) -> anyhow::Result<()> {

@@ -34,6 +34,8 @@ const MAX_DATAGRAM_BYTES: usize = 65_535;
 const SUBSCRIPTION_QUEUE_LEN: usize = 256;
 /// Read buffer for echo replies.
 const READ_CHUNK_BYTES: usize = 4096;
+/// Refusals of our trust requests remembered for [`Command::WaitTrusted`].
+const MAX_REMEMBERED_REFUSALS: usize = 256;
 /// Most bytes handed to one [`PeerStream::read`] call.
 const STREAM_READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -100,6 +102,9 @@ pub(super) struct Driver {
     streams: HashMap<ConnectionId, AppStream>,
     ports: HashMap<u16, AppPort>,
     trust_waiters: HashMap<u32, Vec<Reply<()>>>,
+    /// The latest refusal of our request by each node, until we ask it again: a caller
+    /// that starts waiting after the answer came still learns of it.
+    refusals: HashMap<u32, String>,
     received: mpsc::Sender<ReceivedMessage>,
     commands: mpsc::WeakSender<Command>,
     next_trust_poll: tokio::time::Instant,
@@ -107,6 +112,7 @@ pub(super) struct Driver {
     deregister_on_shutdown: bool,
     heartbeat_interval: Duration,
     transport: Transport,
+    trust_store: Option<std::path::PathBuf>,
 }
 
 impl Driver {
@@ -132,6 +138,7 @@ impl Driver {
             streams: HashMap::new(),
             ports: HashMap::new(),
             trust_waiters: HashMap::new(),
+            refusals: HashMap::new(),
             received: setup.messages,
             commands: setup.commands,
             // The first poll right away: requests may have waited while we were down.
@@ -140,6 +147,7 @@ impl Driver {
             deregister_on_shutdown: config.deregister_on_shutdown,
             heartbeat_interval: config.heartbeat_interval,
             transport: config.transport,
+            trust_store: config.trust_store.clone(),
         }
     }
 
@@ -376,12 +384,22 @@ impl Driver {
         match event {
             TrustEvent::Trusted { node } => {
                 info!(node, "trusted");
+                self.save_trust_store();
+                self.refusals.remove(&node);
                 for waiter in self.trust_waiters.remove(&node).unwrap_or_default() {
                     let _ = waiter.send(Ok(()));
                 }
             }
             TrustEvent::Rejected { node, reason } => {
                 info!(node, %reason, "trust request declined");
+                if self.refusals.len() >= MAX_REMEMBERED_REFUSALS {
+                    // Any one will do: a caller that waits this long has timed out anyway.
+                    let any = self.refusals.keys().next().copied();
+                    if let Some(any) = any {
+                        self.refusals.remove(&any);
+                    }
+                }
+                self.refusals.insert(node, reason.clone());
                 for waiter in self.trust_waiters.remove(&node).unwrap_or_default() {
                     let _ = waiter.send(Err(PeerError::TrustRejected {
                         node,
@@ -394,7 +412,21 @@ impl Driver {
                 justification,
                 path,
             } => info!(node, %justification, ?path, "trust request pending"),
-            TrustEvent::Revoked { node, reason } => info!(node, %reason, "trust revoked"),
+            TrustEvent::Revoked { node, reason } => {
+                info!(node, %reason, "trust revoked");
+                self.save_trust_store();
+            }
+        }
+    }
+
+    /// Writes the trusted nodes to the configured store, if any. A failure is logged: the
+    /// trust holds while the peer runs, only a restart would forget it.
+    fn save_trust_store(&self) {
+        let (Some(path), Some(trust)) = (&self.trust_store, self.node.trust_service()) else {
+            return;
+        };
+        if let Err(err) = super::trust_store::save(path, trust.trusted()) {
+            warn!(path = %path.display(), %err, "trust store not saved");
         }
     }
 
@@ -859,6 +891,9 @@ impl Driver {
             Command::WaitTrusted { node, reply } => {
                 if self.node.is_trusted(node) {
                     let _ = reply.send(Ok(()));
+                } else if let Some(reason) = self.refusals.get(&node) {
+                    let reason = reason.clone();
+                    let _ = reply.send(Err(PeerError::TrustRejected { node, reason }));
                 } else {
                     self.trust_waiters.entry(node).or_default().push(reply);
                 }
@@ -1009,6 +1044,8 @@ impl Driver {
         peer: Addr,
         justification: &str,
     ) -> Result<TrustPath, PeerError> {
+        // A new request supersedes the last refusal.
+        self.refusals.remove(&peer.node);
         match self.ensure_path(peer.node).await {
             Ok(()) => {
                 let now = self.now();

@@ -33,6 +33,7 @@ mod identity;
 mod registry_client;
 mod stream;
 mod transport;
+mod trust_store;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -114,6 +115,9 @@ pub struct PeerConfig {
     pub tcp_listen: Option<SocketAddr>,
     /// How to reach nodes this peer dials. Default [`Transport::Udp`].
     pub transport: Transport,
+    /// Keep the trusted nodes in this JSON file (written atomically, mode 0600) and trust
+    /// them again at start. Off by default: trust then lives as long as the peer.
+    pub trust_store: Option<PathBuf>,
 }
 
 impl PeerConfig {
@@ -130,6 +134,7 @@ impl PeerConfig {
             auto_approve: false,
             tcp_listen: None,
             transport: Transport::Udp,
+            trust_store: None,
         }
     }
 }
@@ -441,7 +446,17 @@ impl Peer {
             }),
             ..NodeConfig::default()
         };
-        let node = Node::new(node_config, addr, &seed, OsRng);
+        let mut node = Node::new(node_config, addr, &seed, OsRng);
+        if let Some(path) = &config.trust_store {
+            let saved = trust_store::load(path)?;
+            let count = saved.len();
+            for (node_id, peer) in saved {
+                if let Err(err) = node.restore_trusted(node_id, peer) {
+                    tracing::warn!(node = node_id, %err, "saved trust not restored");
+                }
+            }
+            info!(path = %path.display(), count, "trust store loaded");
+        }
         let public_key = identity.public_key();
         let (commands, rx) = mpsc::channel(COMMAND_QUEUE_LEN);
         let (messages_tx, messages) = mpsc::channel(MESSAGE_QUEUE_LEN);
@@ -637,8 +652,8 @@ impl Peer {
     }
 
     /// Waits until we trust `node` (at once if we do already). Fails with
-    /// [`PeerError::TrustRejected`] if it declines our request, [`PeerError::Timeout`] after
-    /// `timeout`.
+    /// [`PeerError::TrustRejected`] if it declined our latest request (also when the refusal
+    /// came before this call), [`PeerError::Timeout`] after `timeout`.
     pub async fn wait_trusted(&self, node: u32, timeout: Duration) -> Result<(), PeerError> {
         within(
             timeout,

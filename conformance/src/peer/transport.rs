@@ -203,22 +203,17 @@ impl Transports {
         info!(%remote, ?path, "TCP connection accepted");
     }
 
-    /// Forgets a TCP connection (closing it); `true` if it was open.
+    /// Forgets a TCP connection (closing it); `true` if it was open. UDP paths stay.
     pub fn remove(&mut self, path: PathId) -> bool {
-        match self.routes.remove(&path) {
-            Some(Route::Tcp(conn)) => {
-                if self.tcp_dialled.get(&conn.remote) == Some(&path) {
-                    self.tcp_dialled.remove(&conn.remote);
-                }
-                true
-            }
-            Some(route @ Route::Udp(_)) => {
-                // UDP paths are never closed; put it back.
-                self.routes.insert(path, route);
-                false
-            }
-            None => false,
+        if !matches!(self.routes.get(&path), Some(Route::Tcp(_))) {
+            return false;
         }
+        if let Some(Route::Tcp(conn)) = self.routes.remove(&path) {
+            if self.tcp_dialled.get(&conn.remote) == Some(&path) {
+                self.tcp_dialled.remove(&conn.remote);
+            }
+        }
+        true
     }
 
     /// Sends one tunnel frame on `path`.

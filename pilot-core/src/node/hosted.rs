@@ -442,6 +442,17 @@ impl<R: CryptoRngCore> Node<R> {
         self.with_trust(now, |t, unix| t.revoke(node, reason, unix))
     }
 
+    /// Trusts `node` again from the driver's saved trust store (after a restart): no
+    /// messages, no events. [`NodeError::ServiceDisabled`] with the trust service off.
+    pub fn restore_trusted(
+        &mut self,
+        node: u32,
+        peer: crate::services::trust_service::TrustedPeer,
+    ) -> Result<(), NodeError> {
+        let trust = self.trust.as_mut().ok_or(NodeError::ServiceDisabled)?;
+        Ok(trust.restore_trusted(node, peer)?)
+    }
+
     /// Applies the registry's answer to the trust service's `poll_handshakes` request.
     pub fn trust_inbox(&mut self, now: Instant, inbox: &PollHandshakesOk) -> Result<(), NodeError> {
         self.with_trust(now, |t, unix| Ok(t.on_poll(inbox, unix)))

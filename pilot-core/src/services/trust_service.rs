@@ -51,6 +51,8 @@ pub const MAX_PENDING: usize = 256;
 pub const MAX_PENDING_PER_SOURCE: usize = 16;
 /// How long a pending request waits for a decision (spec §9.6, V-NEW: 30 days).
 pub const PENDING_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+/// Most trusted nodes [`TrustService::restore_trusted`] takes back from a saved store.
+pub const MAX_RESTORED_TRUSTED: usize = 4096;
 /// Most outgoing requests awaiting an answer.
 pub const MAX_OUTGOING: usize = 256;
 /// How long an outgoing request waits for its answer; a later accept is ignored.
@@ -180,6 +182,8 @@ pub enum TrustServiceError {
     },
     /// A handshake with ourselves.
     SelfHandshake,
+    /// [`MAX_RESTORED_TRUSTED`] nodes are trusted already.
+    TrustedFull,
 }
 
 impl From<TrustError> for TrustServiceError {
@@ -210,6 +214,9 @@ impl fmt::Display for TrustServiceError {
                 write!(f, "node {node} is already trusted")
             }
             TrustServiceError::SelfHandshake => f.write_str("trust handshake with ourselves"),
+            TrustServiceError::TrustedFull => {
+                write!(f, "{MAX_RESTORED_TRUSTED} nodes are trusted already")
+            }
         }
     }
 }
@@ -579,6 +586,23 @@ impl TrustService {
         self.trusted.iter().map(|(&node, peer)| (node, peer))
     }
 
+    /// Trusts `node` again from the host's saved trust store (after a restart), without
+    /// messages or events. Refused for ourselves and beyond [`MAX_RESTORED_TRUSTED`] nodes.
+    pub fn restore_trusted(
+        &mut self,
+        node: u32,
+        peer: TrustedPeer,
+    ) -> Result<(), TrustServiceError> {
+        if node == self.local_node() {
+            return Err(TrustServiceError::SelfHandshake);
+        }
+        if self.trusted.len() >= MAX_RESTORED_TRUSTED && !self.trusted.contains_key(&node) {
+            return Err(TrustServiceError::TrustedFull);
+        }
+        self.trusted.insert(node, peer);
+        Ok(())
+    }
+
     /// Whether `node` is trusted.
     pub fn is_trusted(&self, node: u32) -> bool {
         self.trusted.contains_key(&node)
@@ -826,6 +850,48 @@ mod tests {
         let actions = deliver(&mut svc, &message(HandshakeKind::Request, PEER, "b", NOW)).unwrap();
         assert_eq!(actions.len(), 1);
         assert_eq!(sent(&actions[0]).1.kind, HandshakeKind::Accept);
+    }
+
+    #[test]
+    fn restored_node_is_trusted_silently_and_answered_like_any_trusted_node() {
+        let mut svc = service(false);
+        let peer = TrustedPeer {
+            key: Some(key(1).public_key()),
+            since_unix_secs: NOW - 10,
+        };
+        svc.restore_trusted(PEER, peer.clone()).unwrap();
+        assert!(svc.is_trusted(PEER));
+        assert_eq!(svc.trusted().collect::<Vec<_>>(), vec![(PEER, &peer)]);
+        assert!(svc.pending().is_empty());
+        let actions = deliver(
+            &mut svc,
+            &message(HandshakeKind::Request, PEER, "again", NOW),
+        )
+        .unwrap();
+        assert_eq!(actions.len(), 1, "no new pending request, no event");
+        assert_eq!(sent(&actions[0]).1.kind, HandshakeKind::Accept);
+        assert_eq!(
+            svc.restore_trusted(US, peer),
+            Err(TrustServiceError::SelfHandshake)
+        );
+    }
+
+    #[test]
+    fn restoring_is_bounded() {
+        let mut svc = service(false);
+        let peer = TrustedPeer {
+            key: None,
+            since_unix_secs: NOW,
+        };
+        for node in 0..MAX_RESTORED_TRUSTED as u32 {
+            svc.restore_trusted(1_000 + node, peer.clone()).unwrap();
+        }
+        assert_eq!(
+            svc.restore_trusted(1, peer.clone()),
+            Err(TrustServiceError::TrustedFull)
+        );
+        // Restoring a node already trusted is not growth.
+        svc.restore_trusted(1_000, peer).unwrap();
     }
 
     #[test]
