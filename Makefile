@@ -13,7 +13,6 @@ FUZZ_TARGETS := addr packet frame fragment pils_open replay replay_epochs servic
 WASM_BINDGEN_VERSION := 0.2.130
 # worker-build drives wasm-bindgen and wasm-opt for the workers-rs Worker.
 WORKER_BUILD_VERSION := 0.8.7
-WORKER_DIR   := worker-shim
 WASM_PKG     := pilot-wasm
 WASM_DIST    := $(WASM_PKG)/dist
 WASM_OUT     := $(WASM_PKG)/test/out
@@ -24,7 +23,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 	--enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
 
 .PHONY: help setup setup-wasm test fmt-check clippy unit wasm-core nostd-core demo demo-core fuzz \
-	bench wasm size test-wasm bench-wasm bench-relay relay worker setup-e2e test-e2e bench-e2e
+	bench wasm size test-wasm bench-wasm bench-relay relay setup-e2e test-e2e bench-e2e
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,7 +41,7 @@ setup-wasm: ## wasm32 target, the pinned wasm-bindgen CLI, npm ci in pilot-wasm
 	fi
 	cd $(WASM_PKG) && npm ci --no-audit --no-fund
 
-test: setup fmt-check clippy unit wasm-core nostd-core test-wasm test-e2e ## everything CI checks (installs what it needs first)
+test: setup fmt-check clippy unit wasm-core nostd-core worker-check test-wasm test-e2e ## everything CI checks (installs what it needs first)
 	@echo "make test: all checks passed"
 
 fmt-check: ## rustfmt, no changes allowed
@@ -66,19 +65,12 @@ demo: setup-e2e ## the Worker under wrangler dev, the relay, a registry and a na
 demo-core: ## in-process demo: two pilot-core peers exchange keys and encrypted packets
 	$(CARGO) run -p pilot-core --example tunnel
 
-worker: ## build the Worker (worker-shim/build) with worker-build; its tools come from PATH and npm, never downloaded
-	cd $(WORKER_DIR) && WASM_BINDGEN_BIN="$$(command -v wasm-bindgen)" \
-		WASM_OPT_BIN="$(CURDIR)/$(WORKER_DIR)/node_modules/.bin/wasm-opt" \
-		ESBUILD_BIN="$(CURDIR)/$(WORKER_DIR)/node_modules/.bin/esbuild" \
-		worker-build --release
-
-setup-e2e: setup-wasm ## what the Worker end to end needs: worker-build, npm ci in worker-shim, the Worker
+setup-e2e: setup-worker ## what the Worker end to end needs: worker-build, npm ci in worker-shim, the Worker
 	@if worker-build --version 2>/dev/null | grep -q '$(WORKER_BUILD_VERSION)'; then \
 		echo "worker-build $(WORKER_BUILD_VERSION) present"; \
 	else \
 		$(CARGO) install --locked worker-build --version $(WORKER_BUILD_VERSION); \
 	fi
-	cd $(WORKER_DIR) && npm ci --no-audit --no-fund
 	$(MAKE) worker
 
 test-e2e: setup-e2e ## the Worker scenario: registry, relay on 127.0.0.2, native peer, wrangler dev
@@ -86,10 +78,8 @@ test-e2e: setup-e2e ## the Worker scenario: registry, relay on 127.0.0.2, native
 
 bench-e2e: setup-e2e ## 10 MiB Worker -> peer through the relay, echo RTT p50/p99, Worker wasm size
 	$(CARGO) run --release -p conformance --bin pilot-demo -- --bench
-	@for wasm in $(WORKER_DIR)/build/*.wasm $(WORKER_DIR)/build/worker/*.wasm; do \
-		[ -f "$$wasm" ] || continue; raw=$$(wc -c < $$wasm); gz=$$(gzip -9 -c $$wasm | wc -c); \
-		echo "Worker wasm $$wasm: $$raw bytes raw, $$gz bytes gzip -9"; \
-	done
+	@raw=$$(wc -c < $(WORKER_WASM)); gz=$$(gzip -9 -c $(WORKER_WASM) | wc -c); \
+	echo "Worker wasm $(WORKER_WASM): $$raw bytes raw, $$gz bytes gzip -9"
 
 fuzz: ## run every fuzz target for FUZZ_SECONDS each (installs nightly and cargo-fuzz if missing)
 	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
@@ -132,3 +122,30 @@ test-wasm: wasm ## Node tests (vectors, native transcripts, two Nodes) and the W
 bench-wasm: wasm ## wasm (Node) vs native criterion: PILA handshake and PILS 1 KiB seal/open
 	$(CARGO) bench -p pilot-core --bench crypto
 	node $(WASM_PKG)/bench/bench.mjs $(or $(CARGO_TARGET_DIR),target)/criterion
+
+# worker-shim: the Worker (workers-rs) built with worker-build, offline: the pinned
+# wasm-bindgen CLI, and wasm-opt / esbuild from worker-shim's npm devDependencies.
+WORKER_DIR  := worker-shim
+WORKER_WASM := $(WORKER_DIR)/build/index_bg.wasm
+
+.PHONY: worker worker-size worker-smoke setup-worker worker-check
+
+worker-check: ## lints of the Worker crate for wasm32 (its Durable Object code exists only there)
+	$(CARGO) clippy -p pilot-worker --target $(WASM_TARGET) -- -D warnings
+
+setup-worker: setup-wasm ## npm ci in worker-shim (wrangler, esbuild, binaryen)
+	cd $(WORKER_DIR) && npm ci --no-audit --no-fund
+
+worker: ## build the Worker into worker-shim/build (worker-build --release)
+	@command -v worker-build >/dev/null || $(CARGO) install --locked worker-build --version 0.8.7
+	cd $(WORKER_DIR) && WASM_BINDGEN_BIN="$$(command -v wasm-bindgen)" \
+		WASM_OPT_BIN="$$PWD/node_modules/.bin/wasm-opt" \
+		ESBUILD_BIN="$$PWD/node_modules/.bin/esbuild" worker-build --release
+
+worker-size: worker ## raw and gzipped bytes of the Worker's wasm
+	@raw=$$(wc -c < $(WORKER_WASM)); \
+	gz=$$(gzip -9 -c $(WORKER_WASM) | wc -c); \
+	echo "worker index_bg.wasm: $$raw bytes raw, $$gz bytes gzip -9"
+
+worker-smoke: worker ## loopback smoke run: registry, relay, native peer, the Worker in wrangler dev
+	bash $(WORKER_DIR)/scripts/smoke.sh

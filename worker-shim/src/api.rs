@@ -84,14 +84,22 @@ impl ErrorCode {
     pub fn default_hint(self) -> &'static str {
         match self {
             ErrorCode::BadRequest => "fix the request; API.md lists every route and body",
-            ErrorCode::NotReady => "retry shortly: the node reconnects to the relay and registers on its own",
+            ErrorCode::NotReady => {
+                "retry shortly: the node reconnects to the relay and registers on its own"
+            }
             ErrorCode::Timeout => "retry, or raise timeout_ms (at most 60000)",
-            ErrorCode::PeerUnreachable => "check that the peer is registered and online, then retry",
+            ErrorCode::PeerUnreachable => {
+                "check that the peer is registered and online, then retry"
+            }
             ErrorCode::NotTrusted => "ask the peer for trust with POST /v1/handshake",
-            ErrorCode::UnknownConnection => "use a connection ID returned by /v1/dial or /v1/accept",
+            ErrorCode::UnknownConnection => {
+                "use a connection ID returned by /v1/dial or /v1/accept"
+            }
             ErrorCode::ConnectionClosed => "open a new connection",
             ErrorCode::QueueFull => "read pending data first, or retry later",
-            ErrorCode::RegistryError => "check PILOT_RELAY_URL and the relay's --registry, then retry",
+            ErrorCode::RegistryError => {
+                "check PILOT_RELAY_URL and the relay's --registry, then retry"
+            }
             ErrorCode::Internal => "retry; if it persists, report it with the Worker's logs",
         }
     }
@@ -215,7 +223,9 @@ pub fn query_u64(query: &str, key: &str) -> Result<Option<u64>, ApiError> {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         if k == key {
             return v.parse().map(Some).map_err(|_| {
-                ApiError::bad_request(alloc::format!("query parameter {key}={v:?} is not a number"))
+                ApiError::bad_request(alloc::format!(
+                    "query parameter {key}={v:?} is not a number"
+                ))
             });
         }
     }
@@ -333,6 +343,175 @@ pub struct MessageReply {
     pub reply: String,
 }
 
+/// `POST /v1/handshake` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandshakeRequest {
+    /// The peer asked for trust.
+    pub peer: String,
+    /// Why (shown to the peer's operator).
+    #[serde(default)]
+    pub justification: String,
+}
+
+/// `POST /v1/handshake` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// `requested`.
+    pub status: String,
+}
+
+/// One pending trust request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The requester's node ID.
+    pub node: u32,
+    /// Its address.
+    pub address: String,
+    /// Its justification (sanitized).
+    pub justification: String,
+}
+
+/// `GET /v1/handshakes` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingList {
+    /// Requests waiting for approval.
+    pub pending: Vec<Pending>,
+}
+
+/// `POST /v1/handshakes/approve` and `/reject` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// The requester's node ID.
+    pub node: u32,
+    /// Why (reject only).
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// One trusted node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedPeer {
+    /// Its node ID.
+    pub node: u32,
+    /// Its address.
+    pub address: String,
+}
+
+/// `GET /v1/trusted` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustedList {
+    /// Nodes we trust.
+    pub trusted: Vec<TrustedPeer>,
+}
+
+/// `POST /v1/listen` body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortRequest {
+    /// The local port.
+    pub port: u32,
+}
+
+/// `POST /v1/listen` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortAnswer {
+    /// The port listened on.
+    pub port: u16,
+}
+
+/// `POST /v1/accept` and `/v1/recv-from` body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortWait {
+    /// The listened port.
+    pub port: u32,
+    /// How long to wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/accept` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptAnswer {
+    /// The connection ID.
+    pub conn: u64,
+    /// The peer's address.
+    pub peer: String,
+    /// The peer's port.
+    pub peer_port: u16,
+    /// Our port.
+    pub port: u16,
+}
+
+/// `POST /v1/send-to` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendTo {
+    /// The peer's address.
+    pub peer: String,
+    /// Its port.
+    pub port: u32,
+    /// The payload, standard base64 (at least one byte).
+    pub data: String,
+}
+
+/// `POST /v1/recv-from` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatagramAnswer {
+    /// The sender's address.
+    pub from: String,
+    /// Its port.
+    pub src_port: u16,
+    /// Our port.
+    pub port: u16,
+    /// The payload, standard base64.
+    pub data: String,
+}
+
+/// `POST /v1/publish` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishRequest {
+    /// The broker's node.
+    pub peer: String,
+    /// The topic.
+    pub topic: String,
+    /// The payload, standard base64.
+    pub data: String,
+    /// How long to wait for the broker's stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/subscribe` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscribeRequest {
+    /// The broker's node.
+    pub peer: String,
+    /// The topic (`*` for all).
+    pub topic: String,
+}
+
+/// `POST /v1/subscribe` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionAnswer {
+    /// The subscription ID for `/v1/subscriptions/{id}/next`.
+    pub subscription: u64,
+}
+
+/// A body that carries only an optional `timeout_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TimeoutOnly {
+    /// How long to wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// `POST /v1/subscriptions/{id}/next` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventAnswer {
+    /// The topic (lossy UTF-8).
+    pub topic: String,
+    /// The payload, standard base64.
+    pub data: String,
+}
+
 /// An empty JSON object answer (`{}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Empty {}
@@ -380,7 +559,10 @@ mod tests {
         assert_eq!(timeout_of(None).unwrap(), DEFAULT_TIMEOUT);
         assert_eq!(timeout_of(Some(250)).unwrap(), Duration::from_millis(250));
         assert_eq!(timeout_of(Some(60_000)).unwrap(), MAX_TIMEOUT);
-        assert_eq!(timeout_of(Some(60_001)).unwrap_err().code, ErrorCode::BadRequest);
+        assert_eq!(
+            timeout_of(Some(60_001)).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
         assert_eq!(timeout_of(Some(0)).unwrap_err().code, ErrorCode::BadRequest);
     }
 
@@ -397,7 +579,10 @@ mod tests {
 
     #[test]
     fn query_numbers_are_found_and_checked() {
-        assert_eq!(query_u64("max_bytes=10&timeout_ms=5", "timeout_ms").unwrap(), Some(5));
+        assert_eq!(
+            query_u64("max_bytes=10&timeout_ms=5", "timeout_ms").unwrap(),
+            Some(5)
+        );
         assert_eq!(query_u64("", "timeout_ms").unwrap(), None);
         assert!(query_u64("timeout_ms=x", "timeout_ms").is_err());
     }
@@ -413,5 +598,75 @@ mod tests {
             parse_body::<DialRequest>(b"{}").unwrap_err().code,
             ErrorCode::BadRequest
         );
+    }
+
+    #[test]
+    fn answers_carry_the_field_names_of_the_contract() {
+        let names = |value: serde_json::Value| -> alloc::vec::Vec<String> {
+            let mut keys: alloc::vec::Vec<String> =
+                value.as_object().unwrap().keys().cloned().collect();
+            keys.sort();
+            keys
+        };
+        let accept = AcceptAnswer {
+            conn: 1,
+            peer: "0:0000.0000.0004".into(),
+            peer_port: 49152,
+            port: 1000,
+        };
+        assert_eq!(
+            names(serde_json::to_value(accept).unwrap()),
+            ["conn", "peer", "peer_port", "port"]
+        );
+        let datagram = DatagramAnswer {
+            from: "0:0000.0000.0004".into(),
+            src_port: 5,
+            port: 6,
+            data: "aGk=".into(),
+        };
+        assert_eq!(
+            names(serde_json::to_value(datagram).unwrap()),
+            ["data", "from", "port", "src_port"]
+        );
+        let dialed = Dialed {
+            conn: 1,
+            peer: "0:0000.0000.0004".into(),
+            port: 7,
+            local_port: 49152,
+        };
+        assert_eq!(
+            names(serde_json::to_value(dialed).unwrap()),
+            ["conn", "local_port", "peer", "port"]
+        );
+        let pending = PendingList {
+            pending: alloc::vec![Pending {
+                node: 4,
+                address: "0:0000.0000.0004".into(),
+                justification: "hi".into(),
+            }],
+        };
+        let json = serde_json::to_value(pending).unwrap();
+        assert_eq!(
+            names(json["pending"][0].clone()),
+            ["address", "justification", "node"]
+        );
+        assert_eq!(serde_json::to_string(&Empty {}).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&SubscriptionAnswer { subscription: 3 }).unwrap(),
+            r#"{"subscription":3}"#
+        );
+    }
+
+    #[test]
+    fn optional_bodies_parse_when_fields_are_absent() {
+        let wait: PortWait = parse_body(br#"{"port":1000}"#).unwrap();
+        assert_eq!(wait.timeout_ms, None);
+        let decision: Decision = parse_body(br#"{"node":9}"#).unwrap();
+        assert_eq!(decision.reason, "");
+        let next: TimeoutOnly = parse_body(b"{}").unwrap();
+        assert_eq!(next, TimeoutOnly::default());
+        let publish: PublishRequest =
+            parse_body(br#"{"peer":"0:0000.0000.0004","topic":"t","data":""}"#).unwrap();
+        assert_eq!(publish.timeout_ms, None);
     }
 }

@@ -17,8 +17,11 @@ use serde::Serialize;
 use worker::{Headers, Method, Request, RequestInit, Stub};
 
 use crate::api::{
-    encode_data, ApiError, DialRequest, Dialed, ErrorBody, Hostname, Info, MessageReply,
-    PingRequest, Pong, SendMessageRequest, Written, EOF_HEADER,
+    decode_data, encode_data, AcceptAnswer, ApiError, DatagramAnswer, Decision, DialRequest,
+    Dialed, Empty, ErrorBody, EventAnswer, HandshakeRequest, Hostname, Info, MessageReply,
+    PendingList, PingRequest, Pong, PortAnswer, PortRequest, PortWait, PublishRequest, Resolved,
+    SendMessageRequest, SendTo, Status, SubscribeRequest, SubscriptionAnswer, TimeoutOnly,
+    TrustedList, Written, EOF_HEADER,
 };
 
 /// Origin of the Durable Object's routes (the host is not looked at).
@@ -88,8 +91,13 @@ impl PilotClient {
             init.with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
         }
         init.with_headers(headers);
-        let request = Request::new_with_init(&format!("{ORIGIN}{path}"), &init).map_err(transport)?;
-        let mut response = self.stub.fetch_with_request(request).await.map_err(transport)?;
+        let request =
+            Request::new_with_init(&format!("{ORIGIN}{path}"), &init).map_err(transport)?;
+        let mut response = self
+            .stub
+            .fetch_with_request(request)
+            .await
+            .map_err(transport)?;
         if response.status_code() >= 400 {
             let text = response.text().await.map_err(transport)?;
             return Err(match serde_json::from_str::<ErrorBody>(&text) {
@@ -194,7 +202,11 @@ impl PilotClient {
             path.push_str(&params.join("&"));
         }
         let mut response = self.call(Method::Post, &path, None).await?;
-        let eof = response.headers().get(EOF_HEADER).map_err(transport)?.is_some();
+        let eof = response
+            .headers()
+            .get(EOF_HEADER)
+            .map_err(transport)?
+            .is_some();
         let bytes = response.bytes().await.map_err(transport)?;
         Ok(if bytes.is_empty() && eof {
             ReadResult::Eof
@@ -225,7 +237,150 @@ impl PilotClient {
             filename: filename.map(str::to_string),
             timeout_ms: None,
         };
-        let reply: MessageReply = self.json(Method::Post, "/v1/send-message", Some(&body)).await?;
+        let reply: MessageReply = self
+            .json(Method::Post, "/v1/send-message", Some(&body))
+            .await?;
         Ok(reply.reply)
+    }
+
+    /// `GET /v1/resolve-hostname`: the address of the node with `hostname`.
+    pub async fn resolve_hostname(&self, hostname: &str) -> Result<String, ClientError> {
+        let path = format!("/v1/resolve-hostname?hostname={hostname}");
+        let resolved: Resolved = self.json::<(), _>(Method::Get, &path, None).await?;
+        Ok(resolved.address)
+    }
+
+    /// `POST /v1/listen`: accept streams and datagrams on `port`.
+    pub async fn listen(&self, port: u16) -> Result<(), ClientError> {
+        let body = PortRequest {
+            port: u32::from(port),
+        };
+        let _: PortAnswer = self.json(Method::Post, "/v1/listen", Some(&body)).await?;
+        Ok(())
+    }
+
+    /// `POST /v1/accept`: the next stream accepted on a listened port.
+    pub async fn accept(
+        &self,
+        port: u16,
+        timeout_ms: Option<u64>,
+    ) -> Result<AcceptAnswer, ClientError> {
+        let body = PortWait {
+            port: u32::from(port),
+            timeout_ms,
+        };
+        self.json(Method::Post, "/v1/accept", Some(&body)).await
+    }
+
+    /// `POST /v1/send-to`: one datagram (spec §8.11).
+    pub async fn send_to(&self, peer: &str, port: u16, data: &[u8]) -> Result<(), ClientError> {
+        let body = SendTo {
+            peer: peer.to_string(),
+            port: u32::from(port),
+            data: encode_data(data),
+        };
+        let _: Empty = self.json(Method::Post, "/v1/send-to", Some(&body)).await?;
+        Ok(())
+    }
+
+    /// `POST /v1/recv-from`: the next datagram on a listened port, payload decoded.
+    pub async fn recv_from(
+        &self,
+        port: u16,
+        timeout_ms: Option<u64>,
+    ) -> Result<(DatagramAnswer, Vec<u8>), ClientError> {
+        let body = PortWait {
+            port: u32::from(port),
+            timeout_ms,
+        };
+        let datagram: DatagramAnswer = self
+            .json(Method::Post, "/v1/recv-from", Some(&body))
+            .await?;
+        let payload = decode_data(&datagram.data).map_err(|e| ClientError::Decode(e.message))?;
+        Ok((datagram, payload))
+    }
+
+    /// `POST /v1/publish`: one event at `peer`'s broker (spec §10.4).
+    pub async fn publish(&self, peer: &str, topic: &str, data: &[u8]) -> Result<(), ClientError> {
+        let body = PublishRequest {
+            peer: peer.to_string(),
+            topic: topic.to_string(),
+            data: encode_data(data),
+            timeout_ms: None,
+        };
+        let _: Empty = self.json(Method::Post, "/v1/publish", Some(&body)).await?;
+        Ok(())
+    }
+
+    /// `POST /v1/subscribe`: a subscription ID at `peer`'s broker.
+    pub async fn subscribe(&self, peer: &str, topic: &str) -> Result<u64, ClientError> {
+        let body = SubscribeRequest {
+            peer: peer.to_string(),
+            topic: topic.to_string(),
+        };
+        let answer: SubscriptionAnswer = self
+            .json(Method::Post, "/v1/subscribe", Some(&body))
+            .await?;
+        Ok(answer.subscription)
+    }
+
+    /// `POST /v1/subscriptions/{id}/next`: the next event, as (topic, payload).
+    pub async fn next_event(
+        &self,
+        subscription: u64,
+        timeout_ms: Option<u64>,
+    ) -> Result<(String, Vec<u8>), ClientError> {
+        let path = format!("/v1/subscriptions/{subscription}/next");
+        let body = TimeoutOnly { timeout_ms };
+        let event: EventAnswer = self.json(Method::Post, &path, Some(&body)).await?;
+        let payload = decode_data(&event.data).map_err(|e| ClientError::Decode(e.message))?;
+        Ok((event.topic, payload))
+    }
+
+    /// `POST /v1/handshake`: ask `peer` for trust.
+    pub async fn handshake(&self, peer: &str, justification: &str) -> Result<(), ClientError> {
+        let body = HandshakeRequest {
+            peer: peer.to_string(),
+            justification: justification.to_string(),
+        };
+        let _: Status = self
+            .json(Method::Post, "/v1/handshake", Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/handshakes`: trust requests waiting for approval.
+    pub async fn handshakes(&self) -> Result<PendingList, ClientError> {
+        self.json::<(), _>(Method::Get, "/v1/handshakes", None)
+            .await
+    }
+
+    /// `POST /v1/handshakes/approve`.
+    pub async fn approve(&self, node: u32) -> Result<(), ClientError> {
+        let body = Decision {
+            node,
+            reason: String::new(),
+        };
+        let _: Empty = self
+            .json(Method::Post, "/v1/handshakes/approve", Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// `POST /v1/handshakes/reject`.
+    pub async fn reject(&self, node: u32, reason: &str) -> Result<(), ClientError> {
+        let body = Decision {
+            node,
+            reason: reason.to_string(),
+        };
+        let _: Empty = self
+            .json(Method::Post, "/v1/handshakes/reject", Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/trusted`: the nodes we trust.
+    pub async fn trusted(&self) -> Result<TrustedList, ClientError> {
+        self.json::<(), _>(Method::Get, "/v1/trusted", None).await
     }
 }

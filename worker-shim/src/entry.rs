@@ -29,22 +29,31 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let level = env.var("PILOT_LOG").ok().map(|v| v.to_string());
     crate::log::init(level.as_deref());
     let url = req.url()?;
-    let Some(rest) = url.path().strip_prefix(PASSTHROUGH_PREFIX).map(str::to_string) else {
-        return error(&ApiError::new(ErrorCode::BadRequest, "not found").with_hint(
-            "the node's API is under /pilot/v1/ (see API.md)",
-        ))
+    let Some(rest) = url
+        .path()
+        .strip_prefix(PASSTHROUGH_PREFIX)
+        .map(str::to_string)
+    else {
+        return error(
+            &ApiError::new(ErrorCode::BadRequest, "not found")
+                .with_hint("the node's API is under /pilot/v1/ (see API.md)"),
+        )
         .map(|r| r.with_status(404));
     };
     let expected = env.secret("PILOT_API_TOKEN").ok().map(|s| s.to_string());
     let Some(expected) = expected.filter(|t| !t.is_empty()) else {
-        return error(&ApiError::new(ErrorCode::BadRequest, "the API passthrough is off")
-            .with_hint("set the PILOT_API_TOKEN secret to enable /pilot/v1/"))
+        return error(
+            &ApiError::new(ErrorCode::BadRequest, "the API passthrough is off")
+                .with_hint("set the PILOT_API_TOKEN secret to enable /pilot/v1/"),
+        )
         .map(|r| r.with_status(404));
     };
     let header = req.headers().get("authorization")?;
     if !bearer_matches(header.as_deref(), Some(&expected)) {
-        return error(&ApiError::new(ErrorCode::BadRequest, "missing or wrong API token")
-            .with_hint("send Authorization: Bearer <PILOT_API_TOKEN>"))
+        return error(
+            &ApiError::new(ErrorCode::BadRequest, "missing or wrong API token")
+                .with_hint("send Authorization: Bearer <PILOT_API_TOKEN>"),
+        )
         .map(|r| r.with_status(401));
     }
     let name = env
@@ -53,7 +62,10 @@ async fn fetch(mut req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         .ok()
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| DEFAULT_NODE_NAME.to_string());
-    let stub = env.durable_object(BINDING)?.id_from_name(&name)?.get_stub()?;
+    let stub = env
+        .durable_object(BINDING)?
+        .id_from_name(&name)?
+        .get_stub()?;
     let mut target = format!("https://pilot.internal/v1/{rest}");
     if let Some(query) = url.query() {
         target.push('?');

@@ -98,7 +98,11 @@ impl RegistryPipe {
     }
 
     async fn send(self: &Rc<Self>, frame: &[u8]) -> Result<(u64, u64), RegistryCallError> {
-        let failed = self.conn.borrow().as_ref().and_then(|c| c.failed.is_some().then_some(c.id));
+        let failed = self
+            .conn
+            .borrow()
+            .as_ref()
+            .and_then(|c| c.failed.is_some().then_some(c.id));
         if let Some(id) = failed {
             // A broken pipe answers nothing more: start over with a new one.
             self.drop_connection(id);
@@ -132,6 +136,10 @@ impl RegistryPipe {
             let _ = ws.close(Some(1000), Some("duplicate"));
             return Ok(());
         }
+        // Accepted here, so the caller can send at once; the reader attaches its listeners
+        // before the registry can answer (answers arrive as later I/O events).
+        ws.accept()
+            .map_err(|e| RegistryCallError::Pipe(e.to_string()))?;
         let id = {
             let mut next = self.next_id.borrow_mut();
             *next += 1;
@@ -155,9 +163,6 @@ impl RegistryPipe {
             Ok(events) => events,
             Err(e) => return self.fail(id, e.to_string()),
         };
-        if let Err(e) = ws.accept() {
-            return self.fail(id, e.to_string());
-        }
         let mut reader = FrameReader::new();
         let reason = loop {
             match events.next().await {

@@ -99,7 +99,10 @@ pub fn auth_reply(
     ts: u64,
     token: Option<&str>,
 ) -> Result<String, RelayWireError> {
-    let valid = nonce.len() == 64 && nonce.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let valid = nonce.len() == 64
+        && nonce
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     if !valid {
         return Err(RelayWireError::BadNonce);
     }
@@ -167,7 +170,11 @@ mod tests {
 
     #[test]
     fn datagram_header_round_trips_through_the_relays_decoder() {
-        for to in ["198.51.100.7:41000", "[2001:db8::1]:9", "[::ffff:10.0.0.1]:5"] {
+        for to in [
+            "198.51.100.7:41000",
+            "[2001:db8::1]:9",
+            "[::ffff:10.0.0.1]:5",
+        ] {
             let to: SocketAddr = to.parse().unwrap();
             let encoded = encode_datagram(to, b"PILS-frame");
             let (from, frame) = pilot_relay::header::decode(&encoded).unwrap();
@@ -194,8 +201,14 @@ mod tests {
     #[test]
     fn short_or_unknown_headers_are_refused_without_panicking() {
         assert_eq!(decode_datagram(&[]), Err(RelayWireError::Empty));
-        assert_eq!(decode_datagram(&[5, 1]), Err(RelayWireError::UnknownFamily(5)));
-        assert_eq!(decode_datagram(&[4, 1, 2, 3, 4, 0]), Err(RelayWireError::Truncated));
+        assert_eq!(
+            decode_datagram(&[5, 1]),
+            Err(RelayWireError::UnknownFamily(5))
+        );
+        assert_eq!(
+            decode_datagram(&[4, 1, 2, 3, 4, 0]),
+            Err(RelayWireError::Truncated)
+        );
         assert_eq!(decode_datagram(&[6; 18]), Err(RelayWireError::Truncated));
     }
 
@@ -226,7 +239,10 @@ mod tests {
             auth_reply(&identity, &"A".repeat(64), 1, None),
             Err(RelayWireError::BadNonce)
         );
-        assert_eq!(auth_reply(&identity, "00", 1, None), Err(RelayWireError::BadNonce));
+        assert_eq!(
+            auth_reply(&identity, "00", 1, None),
+            Err(RelayWireError::BadNonce)
+        );
     }
 
     #[test]

@@ -197,7 +197,8 @@ async fn run_session(
                         Err(err) => debug!(%err, "relay message dropped"),
                     }
                 } else if let Some(text) = message.text() {
-                    if let Err(err) = on_control(&ws, &identity, token.as_deref(), &text, &mut ready)
+                    if let Err(err) =
+                        on_control(&ws, &identity, token.as_deref(), &text, &mut ready)
                     {
                         if let Some(ready) = ready.take() {
                             let _ = ready.send(Err(err.clone()));

@@ -342,22 +342,26 @@ impl Shared {
         if known {
             return Ok(());
         }
-        let ok = match self.registry.call(&Request::Resolve(request)).await {
-            Ok(Response::ResolveOk(ok)) => ok,
-            Ok(Response::Error { error }) => {
-                return Err(ApiError::new(
+        let ok =
+            match self.registry.call(&Request::Resolve(request)).await {
+                Ok(Response::ResolveOk(ok)) => ok,
+                Ok(Response::Error { error }) => return Err(ApiError::new(
                     ErrorCode::PeerUnreachable,
                     format!("registry cannot resolve node {node}: {error}"),
                 )
-                .with_hint("check the address; a private peer must trust us first (POST /v1/handshake)"))
-            }
-            Ok(other) => return Err(unexpected(&other)),
-            Err(err) => return Err(ApiError::new(ErrorCode::RegistryError, err.to_string())),
-        };
+                .with_hint(
+                    "check the address; a private peer must trust us first (POST /v1/handshake)",
+                )),
+                Ok(other) => return Err(unexpected(&other)),
+                Err(err) => return Err(ApiError::new(ErrorCode::RegistryError, err.to_string())),
+            };
         let addr: SocketAddr = ok.real_addr.parse().map_err(|_| {
             ApiError::new(
                 ErrorCode::PeerUnreachable,
-                format!("registry has no usable endpoint for node {node} ({:?})", ok.real_addr),
+                format!(
+                    "registry has no usable endpoint for node {node} ({:?})",
+                    ok.real_addr
+                ),
             )
         })?;
         let PublicKey(key) = ok.public_key;
@@ -367,7 +371,13 @@ impl Shared {
             let path = inner.path_for(addr);
             let (engine, now) = inner.node_mut()?;
             // The resolve answer carries the key too: spare the engine a lookup.
-            let _ = engine.handle_input(now, Input::PeerKey { node, key: Some(key) });
+            let _ = engine.handle_input(
+                now,
+                Input::PeerKey {
+                    node,
+                    key: Some(key),
+                },
+            );
             engine.add_peer_path(now, node, path).map_err(node_error)?;
             inner.resolved.insert(node);
         }
@@ -422,7 +432,9 @@ impl Shared {
             let wait = {
                 let inner = self.inner.borrow();
                 let now = inner.now();
-                inner.deadline.map(|at| at.as_micros().saturating_sub(now.as_micros()))
+                inner
+                    .deadline
+                    .map(|at| at.as_micros().saturating_sub(now.as_micros()))
             };
             match wait {
                 Some(0) if immediate < IMMEDIATE_TICKS_BEFORE_YIELD => {
@@ -493,12 +505,11 @@ fn on_event(inner: &mut Inner, event: Event) {
             fail_conn(inner, conn, why);
         }
         Event::StreamClosed(conn) => {
-            if let Some(Some(_)) = inner.messages.get(&conn) {
-            } else if inner.messages.contains_key(&conn) {
-                inner
-                    .messages
-                    .insert(conn, Some(Err("stream closed before the answer".into())));
+            if let Some(slot @ None) = inner.messages.get_mut(&conn) {
+                *slot = Some(Err("stream closed before the answer".into()));
             }
+            fail_conn(inner, conn, "the stream is closed");
+            forget_closed_conns(inner);
         }
         Event::Datagram {
             from,
@@ -586,7 +597,9 @@ fn on_accepted(inner: &mut Inner, conn: ConnectionId, port: u16, peer: Addr, pee
         warn!(port, %peer, "accept queue full; stream reset");
         if let Some(node) = inner.node.as_mut() {
             let now = Instant::from_micros(
-                now_ms().saturating_sub(inner.origin_ms).saturating_mul(1000),
+                now_ms()
+                    .saturating_sub(inner.origin_ms)
+                    .saturating_mul(1000),
             );
             let _ = node.abort(now, conn);
         }
@@ -606,6 +619,27 @@ fn on_accepted(inner: &mut Inner, conn: ConnectionId, port: u16, peer: Addr, pee
             failed: None,
         },
     );
+}
+
+/// Closed connections stay known (so a late read says `connection_closed`, not
+/// `unknown_connection`) until this many watches exist; then the oldest closed ones go.
+const MAX_CONN_WATCHES: usize = 8192;
+
+fn forget_closed_conns(inner: &mut Inner) {
+    if inner.conns.len() <= MAX_CONN_WATCHES {
+        return;
+    }
+    let excess = inner.conns.len() - MAX_CONN_WATCHES;
+    let closed: Vec<ConnectionId> = inner
+        .conns
+        .iter()
+        .filter(|(_, w)| w.failed.is_some())
+        .map(|(c, _)| *c)
+        .take(excess)
+        .collect();
+    for conn in closed {
+        inner.conns.remove(&conn);
+    }
 }
 
 fn fail_conn(inner: &mut Inner, conn: ConnectionId, why: &str) {

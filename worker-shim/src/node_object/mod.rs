@@ -24,7 +24,9 @@ use pilot_core::registry::{
 };
 use rand_core::OsRng;
 use tracing::{info, warn};
-use worker::{durable_object, DurableObject, Env, Request as HttpRequest, Response as HttpResponse, State};
+use worker::{
+    durable_object, DurableObject, Env, Request as HttpRequest, Response as HttpResponse, State,
+};
 
 use crate::api::{ApiError, ErrorCode};
 use crate::notify::Notify;
@@ -92,7 +94,10 @@ pub(crate) async fn ensure_started(shared: &Rc<Shared>) -> Result<(), ApiError> 
         }
         let left = deadline.saturating_sub(now_ms());
         if left == 0 {
-            return Err(ApiError::new(ErrorCode::NotReady, "the node is still starting"));
+            return Err(ApiError::new(
+                ErrorCode::NotReady,
+                "the node is still starting",
+            ));
         }
         let sleep = core::pin::pin!(worker::Delay::from(Duration::from_millis(left)));
         let _ = select(core::pin::pin!(changed), sleep).await;
@@ -166,7 +171,8 @@ async fn start(shared: &Rc<Shared>) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Registers `listen_addr` (spec §9.3), goes public and claims the hostname if configured.
+/// Registers `listen_addr` (spec §9.3), goes public if configured, and claims the hostname
+/// (`PILOT_HOSTNAME`, else the one last set through the API).
 async fn register(
     shared: &Rc<Shared>,
     identity: &pilot_core::crypto::Identity,
@@ -176,7 +182,12 @@ async fn register(
         ApiError::new(ErrorCode::RegistryError, e.to_string())
     };
     let request = Request::Register(Register::signed(listen_addr.to_string(), identity));
-    let ok = match shared.registry.call(&request).await.map_err(registry_error)? {
+    let ok = match shared
+        .registry
+        .call(&request)
+        .await
+        .map_err(registry_error)?
+    {
         Response::RegisterOk(ok) => ok,
         Response::Error { error } => {
             return Err(ApiError::new(
@@ -188,15 +199,29 @@ async fn register(
     };
     if shared.config.public {
         let request = Request::SetVisibility(SetVisibility::signed(ok.node_id, true, identity));
-        match shared.registry.call(&request).await.map_err(registry_error)? {
+        match shared
+            .registry
+            .call(&request)
+            .await
+            .map_err(registry_error)?
+        {
             Response::SetVisibilityOk => {}
             other => warn!(answer = other.type_name(), "set_visibility refused"),
         }
     }
-    if let Some(hostname) = shared.config.hostname.clone() {
+    let hostname = match shared.config.hostname.clone() {
+        Some(configured) => Some(configured),
+        None => storage::load_hostname(shared).await,
+    };
+    if let Some(hostname) = hostname {
         let request =
             Request::SetHostname(SetHostname::signed(ok.node_id, hostname.clone(), identity));
-        match shared.registry.call(&request).await.map_err(registry_error)? {
+        match shared
+            .registry
+            .call(&request)
+            .await
+            .map_err(registry_error)?
+        {
             Response::SetHostnameOk(_) => shared.inner.borrow_mut().hostname = hostname,
             other => warn!(answer = ?other.error_text(), "hostname refused"),
         }
@@ -241,11 +266,25 @@ async fn adopt_registration(shared: &Rc<Shared>, ok: &RegisterOk) -> bool {
     }
     for node_id in trusted {
         let _ = shared.with_node(|n, now| {
-            n.handle_input(now, Input::Command(Command::SetTrusted { node: node_id, trusted: true }))
+            n.handle_input(
+                now,
+                Input::Command(Command::SetTrusted {
+                    node: node_id,
+                    trusted: true,
+                }),
+            )
         });
     }
     for (node_id, key) in keys {
-        let _ = shared.with_node(|n, now| n.handle_input(now, Input::PeerKey { node: node_id, key: Some(key) }));
+        let _ = shared.with_node(|n, now| {
+            n.handle_input(
+                now,
+                Input::PeerKey {
+                    node: node_id,
+                    key: Some(key),
+                },
+            )
+        });
     }
     storage::save_node_id(shared, ok.node_id).await;
     true

@@ -4,10 +4,10 @@ use std::rc::Rc;
 
 use pilot_core::addr::Addr;
 use pilot_core::node::ConnectionId;
+use pilot_core::node::NodeError;
 use pilot_core::registry::{ListNodes, Request, RequestHandshake, Response, SetHostname};
 use pilot_core::services::dataexchange::Frame;
 use pilot_core::stream::{State as StreamState, StreamError};
-use pilot_core::node::NodeError;
 use serde::{Deserialize, Serialize};
 use worker::{Headers, Method, Request as HttpRequest, Response as HttpResponse};
 
@@ -15,8 +15,11 @@ use super::driver::{node_error, unexpected, ConnWatch, Shared, MAX_PINGS_IN_FLIG
 use super::{ensure_started, persist_if_needed};
 use crate::api::{
     check_port, decode_data, encode_data, parse_addr, parse_body, query_u64, timeout_of,
-    ApiError, DialRequest, Dialed, Empty, ErrorCode, Hostname, Info, MessageReply, PingRequest,
-    Pong, Resolved, SendMessageRequest, Written, DEFAULT_READ_BYTES, EOF_HEADER,
+    AcceptAnswer, ApiError, DatagramAnswer, Decision, DialRequest, Dialed, Empty, ErrorCode,
+    EventAnswer, HandshakeRequest, Hostname, Info, MessageReply, Pending, PendingList, PingRequest,
+    Pong, PortAnswer, PortRequest, PortWait, PublishRequest, Resolved, SendMessageRequest, SendTo,
+    Status, SubscribeRequest, SubscriptionAnswer, TimeoutOnly, TrustedList, TrustedPeer, Written,
+    DEFAULT_READ_BYTES, EOF_HEADER,
 };
 use crate::transport::Transport;
 
@@ -101,9 +104,7 @@ async fn route(shared: &Rc<Shared>, req: &mut HttpRequest) -> Result<HttpRespons
         (Method::Post, ["v1", "accept"]) => accept(shared, json_body(req).await?).await,
         (Method::Post, ["v1", "send-to"]) => send_to(shared, json_body(req).await?).await,
         (Method::Post, ["v1", "recv-from"]) => recv_from(shared, json_body(req).await?).await,
-        (Method::Post, ["v1", "send-message"]) => {
-            send_message(shared, json_body(req).await?).await
-        }
+        (Method::Post, ["v1", "send-message"]) => send_message(shared, json_body(req).await?).await,
         (Method::Post, ["v1", "publish"]) => publish(shared, json_body(req).await?).await,
         (Method::Post, ["v1", "subscribe"]) => subscribe(shared, json_body(req).await?).await,
         (Method::Post, ["v1", "subscriptions", id, "next"]) => {
@@ -182,9 +183,15 @@ async fn hostname(shared: &Rc<Shared>, body: Hostname) -> Result<HttpResponse, A
         body.hostname.clone(),
         &identity,
     ));
-    match shared.registry.call(&request).await.map_err(registry_error)? {
+    match shared
+        .registry
+        .call(&request)
+        .await
+        .map_err(registry_error)?
+    {
         Response::SetHostnameOk(_) => {
             shared.inner.borrow_mut().hostname = body.hostname.clone();
+            super::storage::save_hostname(shared, &body.hostname).await;
             json(&body)
         }
         Response::Error { error } => Err(ApiError::new(
@@ -206,12 +213,21 @@ async fn resolve_hostname(shared: &Rc<Shared>, query: &str) -> Result<HttpRespon
         .to_string();
     ready(shared).await?;
     let request = Request::ListNodes(ListNodes { network_id: 0 });
-    match shared.registry.call(&request).await.map_err(registry_error)? {
+    match shared
+        .registry
+        .call(&request)
+        .await
+        .map_err(registry_error)?
+    {
         Response::ListNodesOk(list) => list
             .nodes
             .iter()
             .find(|n| n.hostname.as_deref() == Some(wanted.as_str()))
-            .map(|n| json(&Resolved { address: Addr::new(0, n.node_id).to_string() }))
+            .map(|n| {
+                json(&Resolved {
+                    address: Addr::new(0, n.node_id).to_string(),
+                })
+            })
             .unwrap_or_else(|| {
                 Err(ApiError::new(
                     ErrorCode::PeerUnreachable,
@@ -232,7 +248,10 @@ async fn ping(shared: &Rc<Shared>, body: PingRequest) -> Result<HttpResponse, Ap
     let (payload, failures) = {
         let mut inner = shared.inner.borrow_mut();
         if inner.pings.len() >= MAX_PINGS_IN_FLIGHT {
-            return Err(ApiError::new(ErrorCode::QueueFull, "too many pings in flight"));
+            return Err(ApiError::new(
+                ErrorCode::QueueFull,
+                "too many pings in flight",
+            ));
         }
         inner.next_ping += 1;
         let payload = inner.next_ping.to_be_bytes().to_vec();
@@ -254,7 +273,9 @@ async fn ping(shared: &Rc<Shared>, body: PingRequest) -> Result<HttpResponse, Ap
         Err(err) => Err(err),
     };
     shared.inner.borrow_mut().pings.remove(&payload);
-    json(&Pong { rtt_ms: result? as f64 })
+    json(&Pong {
+        rtt_ms: result? as f64,
+    })
 }
 
 fn unreachable_count(inner: &super::Inner, node: u32) -> u64 {
@@ -274,18 +295,6 @@ fn unreachable_since<T>(
     })
 }
 
-#[derive(Deserialize)]
-struct HandshakeRequest {
-    peer: String,
-    #[serde(default)]
-    justification: String,
-}
-
-#[derive(Serialize)]
-struct Status {
-    status: &'static str,
-}
-
 /// Asks for trust directly over port 444 when the registry gives us the peer's endpoint,
 /// else through the registry's relayed handshake (spec §9.6).
 async fn handshake(shared: &Rc<Shared>, body: HandshakeRequest) -> Result<HttpResponse, ApiError> {
@@ -294,7 +303,8 @@ async fn handshake(shared: &Rc<Shared>, body: HandshakeRequest) -> Result<HttpRe
     let direct = shared.ensure_path(peer.node).await;
     match direct {
         Ok(()) => {
-            shared.with_node(|node, now| node.trust_request(now, peer.node, &body.justification))?;
+            shared
+                .with_node(|node, now| node.trust_request(now, peer.node, &body.justification))?;
         }
         Err(err) if err.code == ErrorCode::PeerUnreachable => {
             let identity = shared.inner.borrow().identity.clone();
@@ -306,26 +316,20 @@ async fn handshake(shared: &Rc<Shared>, body: HandshakeRequest) -> Result<HttpRe
                 body.justification.clone(),
                 &identity,
             ));
-            let answer = shared.registry.call(&request).await.map_err(registry_error)?;
+            let answer = shared
+                .registry
+                .call(&request)
+                .await
+                .map_err(registry_error)?;
             if let Response::Error { error } = answer {
                 return Err(ApiError::new(ErrorCode::RegistryError, error));
             }
         }
         Err(err) => return Err(err),
     }
-    json(&Status { status: "requested" })
-}
-
-#[derive(Serialize)]
-struct Pending {
-    node: u32,
-    address: String,
-    justification: String,
-}
-
-#[derive(Serialize)]
-struct PendingList {
-    pending: Vec<Pending>,
+    json(&Status {
+        status: "requested".to_string(),
+    })
 }
 
 async fn handshakes(shared: &Rc<Shared>) -> Result<HttpResponse, ApiError> {
@@ -349,13 +353,6 @@ async fn handshakes(shared: &Rc<Shared>) -> Result<HttpResponse, ApiError> {
     json(&PendingList { pending })
 }
 
-#[derive(Deserialize)]
-struct Decision {
-    node: u32,
-    #[serde(default)]
-    reason: String,
-}
-
 async fn approve(shared: &Rc<Shared>, body: Decision) -> Result<HttpResponse, ApiError> {
     ready(shared).await?;
     shared.with_node(|node, now| node.trust_approve(now, body.node))?;
@@ -368,17 +365,6 @@ async fn reject(shared: &Rc<Shared>, body: Decision) -> Result<HttpResponse, Api
     shared.with_node(|node, now| node.trust_reject(now, body.node, &body.reason))?;
     persist_if_needed(shared).await;
     json(&Empty {})
-}
-
-#[derive(Serialize)]
-struct TrustedPeer {
-    node: u32,
-    address: String,
-}
-
-#[derive(Serialize)]
-struct TrustedList {
-    trusted: Vec<TrustedPeer>,
 }
 
 async fn trusted(shared: &Rc<Shared>) -> Result<HttpResponse, ApiError> {
@@ -491,17 +477,26 @@ async fn write(
         Ok(()) => json(&Written { written }),
         Err(err) if err.code == ErrorCode::Timeout => Err(ApiError::new(
             ErrorCode::Timeout,
-            format!("{written} of {} bytes queued before the timeout", bytes.len()),
+            format!(
+                "{written} of {} bytes queued before the timeout",
+                bytes.len()
+            ),
         )
         .with_hint("the peer is not reading; retry the rest later")),
         Err(err) => Err(err),
     }
 }
 
-async fn read(shared: &Rc<Shared>, conn: ConnectionId, query: &str) -> Result<HttpResponse, ApiError> {
+async fn read(
+    shared: &Rc<Shared>,
+    conn: ConnectionId,
+    query: &str,
+) -> Result<HttpResponse, ApiError> {
     let timeout = timeout_of(query_u64(query, "timeout_ms")?)?;
     let max = query_u64(query, "max_bytes")?
-        .map_or(DEFAULT_READ_BYTES, |n| usize::try_from(n).unwrap_or(MAX_READ_BYTES))
+        .map_or(DEFAULT_READ_BYTES, |n| {
+            usize::try_from(n).unwrap_or(MAX_READ_BYTES)
+        })
         .clamp(1, MAX_READ_BYTES);
     ready(shared).await?;
     let mut buf = vec![0u8; max];
@@ -526,7 +521,9 @@ async fn read(shared: &Rc<Shared>, conn: ConnectionId, query: &str) -> Result<Ht
     if n == 0 {
         headers.set(EOF_HEADER, "1").map_err(internal)?;
     }
-    Ok(HttpResponse::from_bytes(buf).map_err(internal)?.with_headers(headers))
+    Ok(HttpResponse::from_bytes(buf)
+        .map_err(internal)?
+        .with_headers(headers))
 }
 
 async fn close(shared: &Rc<Shared>, conn: ConnectionId) -> Result<HttpResponse, ApiError> {
@@ -537,16 +534,6 @@ async fn close(shared: &Rc<Shared>, conn: ConnectionId) -> Result<HttpResponse, 
     json(&Empty {})
 }
 
-#[derive(Deserialize)]
-struct PortRequest {
-    port: u32,
-}
-
-#[derive(Serialize)]
-struct PortAnswer {
-    port: u16,
-}
-
 async fn listen(shared: &Rc<Shared>, body: PortRequest) -> Result<HttpResponse, ApiError> {
     let port = check_port(body.port)?;
     ready(shared).await?;
@@ -555,27 +542,14 @@ async fn listen(shared: &Rc<Shared>, body: PortRequest) -> Result<HttpResponse, 
     json(&PortAnswer { port })
 }
 
-#[derive(Deserialize)]
-struct PortWait {
-    port: u32,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct AcceptAnswer {
-    conn: u64,
-    peer: String,
-    peer_port: u16,
-    port: u16,
-}
-
 fn require_listening(shared: &Shared, port: u16) -> Result<(), ApiError> {
     if shared.inner.borrow().ports.contains_key(&port) {
         Ok(())
     } else {
-        Err(ApiError::bad_request(format!("port {port} is not listened on"))
-            .with_hint("POST /v1/listen first"))
+        Err(
+            ApiError::bad_request(format!("port {port} is not listened on"))
+                .with_hint("POST /v1/listen first"),
+        )
     }
 }
 
@@ -601,13 +575,6 @@ async fn accept(shared: &Rc<Shared>, body: PortWait) -> Result<HttpResponse, Api
     })
 }
 
-#[derive(Deserialize)]
-struct SendTo {
-    peer: String,
-    port: u32,
-    data: String,
-}
-
 async fn send_to(shared: &Rc<Shared>, body: SendTo) -> Result<HttpResponse, ApiError> {
     let peer = parse_addr(&body.peer)?;
     let port = check_port(body.port)?;
@@ -616,14 +583,6 @@ async fn send_to(shared: &Rc<Shared>, body: SendTo) -> Result<HttpResponse, ApiE
     shared.ensure_path(peer.node).await?;
     shared.with_node(|node, now| node.send_to(now, peer, port, &data))?;
     json(&Empty {})
-}
-
-#[derive(Serialize)]
-struct DatagramAnswer {
-    from: String,
-    src_port: u16,
-    port: u16,
-    data: String,
 }
 
 async fn recv_from(shared: &Rc<Shared>, body: PortWait) -> Result<HttpResponse, ApiError> {
@@ -692,15 +651,6 @@ async fn send_message(
     json(&MessageReply { reply: result? })
 }
 
-#[derive(Deserialize)]
-struct PublishRequest {
-    peer: String,
-    topic: String,
-    data: String,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
 /// Returns once both FINs were exchanged: the broker's stream took every byte (it sends
 /// no application-level answer, spec §10.4).
 async fn publish(shared: &Rc<Shared>, body: PublishRequest) -> Result<HttpResponse, ApiError> {
@@ -709,7 +659,8 @@ async fn publish(shared: &Rc<Shared>, body: PublishRequest) -> Result<HttpRespon
     let timeout = timeout_of(body.timeout_ms)?;
     ready(shared).await?;
     shared.ensure_path(peer.node).await?;
-    let conn = shared.with_node(|node, now| node.publish(now, peer, body.topic.as_bytes(), &data))?;
+    let conn =
+        shared.with_node(|node, now| node.publish(now, peer, body.topic.as_bytes(), &data))?;
     shared
         .wait_for(timeout, "publish", |inner| {
             match inner.node.as_ref()?.connection_state(conn) {
@@ -725,17 +676,6 @@ async fn publish(shared: &Rc<Shared>, body: PublishRequest) -> Result<HttpRespon
     json(&Empty {})
 }
 
-#[derive(Deserialize)]
-struct SubscribeRequest {
-    peer: String,
-    topic: String,
-}
-
-#[derive(Serialize)]
-struct SubscriptionAnswer {
-    subscription: u64,
-}
-
 async fn subscribe(shared: &Rc<Shared>, body: SubscribeRequest) -> Result<HttpResponse, ApiError> {
     let peer = parse_addr(&body.peer)?;
     ready(shared).await?;
@@ -746,19 +686,9 @@ async fn subscribe(shared: &Rc<Shared>, body: SubscribeRequest) -> Result<HttpRe
         .borrow_mut()
         .subscriptions
         .insert(conn, Default::default());
-    json(&SubscriptionAnswer { subscription: conn.0 })
-}
-
-#[derive(Default, Deserialize)]
-struct TimeoutOnly {
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct EventAnswer {
-    topic: String,
-    data: String,
+    json(&SubscriptionAnswer {
+        subscription: conn.0,
+    })
 }
 
 async fn next_event(
@@ -780,12 +710,14 @@ async fn next_event(
             if let Some(event) = queue.pop_front() {
                 return Some(Ok(event));
             }
-            (!alive).then(|| {
-                Err(ApiError::new(
-                    ErrorCode::ConnectionClosed,
-                    "the broker ended the subscription",
-                ))
-            })
+            if alive {
+                return None;
+            }
+            inner.subscriptions.remove(&id);
+            Some(Err(ApiError::new(
+                ErrorCode::ConnectionClosed,
+                "the broker ended the subscription",
+            )))
         })
         .await?;
     json(&EventAnswer {
@@ -793,4 +725,3 @@ async fn next_event(
         data: encode_data(&payload),
     })
 }
-

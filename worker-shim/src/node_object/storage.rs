@@ -18,9 +18,13 @@ const IDENTITY_KEY: &str = "identity_seed";
 const NODE_ID_KEY: &str = "node_id";
 const TRUSTED_KEY: &str = "trusted";
 const PEER_KEYS_KEY: &str = "peer_keys";
+const HOSTNAME_KEY: &str = "hostname";
 
 fn storage_error(err: worker::Error) -> ApiError {
-    ApiError::new(ErrorCode::Internal, format!("Durable Object storage: {err}"))
+    ApiError::new(
+        ErrorCode::Internal,
+        format!("Durable Object storage: {err}"),
+    )
 }
 
 /// The RFC 8032 seed of our identity, created with getrandom on first start.
@@ -107,5 +111,24 @@ pub async fn save_trust(shared: &Shared, trusted: &[u32], keys: &BTreeMap<u32, [
     }
     if let Err(err) = storage.put(PEER_KEYS_KEY, keys).await {
         warn!(%err, "cannot store the peer key cache");
+    }
+}
+
+/// The hostname last claimed through the API (re-claimed at each registration).
+pub async fn load_hostname(shared: &Shared) -> Option<String> {
+    let stored: Option<String> = shared
+        .state
+        .storage()
+        .get(HOSTNAME_KEY)
+        .await
+        .ok()
+        .flatten();
+    stored.filter(|h| !h.is_empty())
+}
+
+/// Remembers a hostname claimed through the API.
+pub async fn save_hostname(shared: &Shared, hostname: &str) {
+    if let Err(err) = shared.state.storage().put(HOSTNAME_KEY, hostname).await {
+        warn!(%err, "cannot store the hostname");
     }
 }
