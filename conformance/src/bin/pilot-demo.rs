@@ -230,11 +230,11 @@ async fn object_restart(
     world.worker.restart().await?;
     let (ends, info) = Ends::of(world).await?;
     out.say(format!(
-        "Durable Object restarted: node {} (before {}), same key: {}, still trusts the peer: {}",
+        "Durable Object restarted: node {} (before {}), same key: {}, UDP endpoint {}",
         info.node_id,
         before.node_id,
         info.public_key == before.public_key,
-        scenario::trusts(&ends.api, ends.peer).await?
+        info.endpoint.clone().unwrap_or_default()
     ));
     if info.node_id != before.node_id || info.public_key != before.public_key {
         bail!("the Worker's identity did not survive the restart");
@@ -243,6 +243,13 @@ async fn object_restart(
     out.say(format!(
         "echo after the restart: {:?}",
         String::from_utf8_lossy(&back)
+    ));
+    let (_, got, _) =
+        scenario::peer_dials_worker(world, &ends, 5001, b"still trusted?", b"yes").await?;
+    out.say(format!(
+        "peer dialed the private Worker again: admitted, Worker read {:?} (trust restored from \
+         storage)",
+        String::from_utf8_lossy(&got)
     ));
     Ok(())
 }
