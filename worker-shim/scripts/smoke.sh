@@ -7,6 +7,7 @@
 # Needs: `make worker` done (build/worker/shim.mjs), `npm ci` in worker-shim, curl, python3.
 # Usage: scripts/smoke.sh            (from worker-shim/, or via `make worker-smoke`)
 #        SMOKE_KEEP_LOGS=/tmp/logs scripts/smoke.sh   keeps every process's log
+#        SMOKE_ALARM=1 scripts/smoke.sh                also waits for the 60 s heartbeat alarm
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -84,16 +85,18 @@ start_relay() {
   pids+=("$relay_pid")
 }
 
+worker_runs=0
 start_worker() {
-  : >"$work/wrangler.log"
+  worker_runs=$((worker_runs + 1))
+  local log="$work/wrangler-$worker_runs.log"
   (cd "$work" && exec env WRANGLER_SEND_METRICS=false CLOUDFLARE_CF_FETCH_ENABLED=false \
     "$here/node_modules/.bin/wrangler" dev --config "$work/wrangler.toml" --ip 127.0.0.1 \
     --port "$port" --inspector-port "$inspector" --persist-to "$work/state" \
     --var "PILOT_RELAY_URL:ws://127.0.0.1:$relay_port" --var "PILOT_PUBLIC:true" \
-    --var "PILOT_LOG:debug" --show-interactive-dev-session=false >"$work/wrangler.log" 2>&1) &
+    --var "PILOT_LOG:debug" --show-interactive-dev-session=false >"$log" 2>&1) &
   worker_pid=$!
   pids+=("$worker_pid")
-  wait_for_log "$work/wrangler.log" 'Ready on' >/dev/null
+  wait_for_log "$log" 'Ready on' >/dev/null
 }
 
 stop() {
@@ -234,6 +237,17 @@ echo "$again"
 [ "$(echo "$again" | field '["public_key"]')" = "$(echo "$info" | field '["public_key"]')" ] ||
   fail "identity changed over a restart"
 [ "$(echo "$again" | field '["hostname"]')" = smoke-worker ] || fail "hostname not claimed again"
+
+if [ -n "${SMOKE_ALARM:-}" ]; then
+  # The heartbeat alarm fires 60 s after registration (spec §9.5); wait for it once.
+  echo "== heartbeat alarm (SMOKE_ALARM set: waiting up to 75 s)"
+  log="$work/wrangler-$worker_runs.log"
+  for _ in $(seq 1 150); do
+    grep -q 'DEBUG heartbeat' "$log" && break
+    sleep 0.5
+  done
+  grep -m1 'DEBUG heartbeat' "$log" || fail "no heartbeat from the alarm"
+fi
 
 echo "== wasm size"
 wasm="$here/build/index_bg.wasm"

@@ -290,12 +290,11 @@ async fn adopt_registration(shared: &Rc<Shared>, ok: &RegisterOk) -> bool {
     true
 }
 
+/// Sets the heartbeat alarm 60 s from now. Set on every start rather than only when none is
+/// stored: a stored alarm of a previous instance did not fire in local workerd after a
+/// restart, and a heartbeat 60 s after each registration is what spec §9.5 asks anyway.
 async fn arm_alarm(shared: &Shared) -> worker::Result<()> {
-    let storage = shared.state.storage();
-    if storage.get_alarm().await?.is_none() {
-        storage.set_alarm(HEARTBEAT_INTERVAL).await?;
-    }
-    Ok(())
+    shared.state.storage().set_alarm(HEARTBEAT_INTERVAL).await
 }
 
 /// The alarm: start or heartbeat, poll relayed trust handshakes, persist, re-arm.
