@@ -11,6 +11,8 @@ FUZZ_TARGETS := addr packet frame fragment pils_open replay replay_epochs servic
 # pilot-wasm: the wasm-bindgen CLI must match the crate's pinned wasm-bindgen exactly; wasm-opt
 # comes from npm binaryen (Debian's binaryen 108 produces broken modules).
 WASM_BINDGEN_VERSION := 0.2.130
+# worker-build drives wasm-bindgen and wasm-opt for the workers-rs Worker.
+WORKER_BUILD_VERSION := 0.8.7
 WASM_PKG     := pilot-wasm
 WASM_DIST    := $(WASM_PKG)/dist
 WASM_OUT     := $(WASM_PKG)/test/out
@@ -24,8 +26,9 @@ WORKER_BIN_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target)/debug)
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
 	--enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue
 
-.PHONY: help setup setup-wasm test fmt-check clippy unit wasm-core nostd-core demo fuzz bench \
-	wasm size test-wasm bench-wasm bench-relay relay setup-worker-ts worker-npm test-worker-ts
+.PHONY: help setup setup-wasm test fmt-check clippy unit wasm-core nostd-core demo demo-core fuzz \
+	bench wasm size test-wasm bench-wasm bench-relay relay setup-e2e test-e2e bench-e2e \
+	setup-worker-ts worker-npm test-worker-ts
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -43,7 +46,7 @@ setup-wasm: ## wasm32 target, the pinned wasm-bindgen CLI, npm ci in pilot-wasm
 	fi
 	cd $(WASM_PKG) && npm ci --no-audit --no-fund
 
-test: setup fmt-check clippy unit wasm-core nostd-core worker-check test-wasm test-worker-ts ## everything CI checks (installs what it needs first)
+test: setup fmt-check clippy unit wasm-core nostd-core worker-check test-wasm test-worker-ts test-e2e ## everything CI checks (installs what it needs first)
 	@echo "make test: all checks passed"
 
 fmt-check: ## rustfmt, no changes allowed
@@ -61,8 +64,27 @@ wasm-core: ## pilot-core for wasm32, without default features
 nostd-core: ## pilot-core for a target that has no std at all
 	$(CARGO) build -p pilot-core --no-default-features --target $(NOSTD_TARGET)
 
-demo: ## in-process demo: two pilot-core peers exchange keys and encrypted packets
+demo: setup-e2e ## the Worker under wrangler dev, the relay, a registry and a native peer, narrated
+	$(CARGO) run --quiet -p conformance --bin pilot-demo
+
+demo-core: ## in-process demo: two pilot-core peers exchange keys and encrypted packets
 	$(CARGO) run -p pilot-core --example tunnel
+
+setup-e2e: setup-worker ## what the Worker end to end needs: worker-build, npm ci in worker-shim, the Worker
+	@if worker-build --version 2>/dev/null | grep -q '$(WORKER_BUILD_VERSION)'; then \
+		echo "worker-build $(WORKER_BUILD_VERSION) present"; \
+	else \
+		$(CARGO) install --locked worker-build --version $(WORKER_BUILD_VERSION); \
+	fi
+	$(MAKE) worker
+
+test-e2e: setup-e2e ## the Worker scenario: registry, relay on 127.0.0.2, native peer, wrangler dev
+	$(CARGO) test -p conformance --test worker_e2e -- --ignored --nocapture
+
+bench-e2e: setup-e2e ## 10 MiB Worker -> peer through the relay, echo RTT p50/p99, Worker wasm size
+	$(CARGO) run --release -p conformance --bin pilot-demo -- --bench
+	@raw=$$(wc -c < $(WORKER_WASM)); gz=$$(gzip -9 -c $(WORKER_WASM) | wc -c); \
+	echo "Worker wasm $(WORKER_WASM): $$raw bytes raw, $$gz bytes gzip -9"
 
 fuzz: ## run every fuzz target for FUZZ_SECONDS each (installs nightly and cargo-fuzz if missing)
 	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal

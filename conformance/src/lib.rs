@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod e2e;
 pub mod peer;
 pub mod registry_server;
 pub mod runners;

@@ -59,6 +59,9 @@ pub struct Config {
     pub tokens: TokenPolicy,
     /// `host:port` of the registry that `/v1/registry` pipes to; the route is off if `None`.
     pub registry: Option<String>,
+    /// Local IP the registry connections bind to; `None` follows a specific `udp_bind_ip`
+    /// (see [`Config::registry_source_ip`]).
+    pub registry_bind_ip: Option<IpAddr>,
     /// Time from upgrade to a valid auth reply.
     pub auth_timeout: Duration,
     /// Time without a datagram in either direction before a session is closed.
@@ -100,6 +103,7 @@ impl Config {
             allow_dest: Vec::new(),
             tokens,
             registry: None,
+            registry_bind_ip: None,
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,
@@ -115,5 +119,50 @@ impl Config {
             ws_buffer_bytes: DEFAULT_WS_BUFFER_BYTES,
             registry_max_message_bytes: DEFAULT_REGISTRY_MAX_MESSAGE_BYTES,
         }
+    }
+
+    /// The source IP of connections to the registry, or `None` to let the OS choose.
+    ///
+    /// The registry records the connection's IP as a node's `real_addr` (spec §9.3), so it
+    /// must be the IP the session sockets answer on: `registry_bind_ip` if set, else a
+    /// specific `udp_bind_ip`. An unspecified address (`0.0.0.0`, `::`) means the OS picks
+    /// by route, which is right when the relay has a single egress address.
+    pub fn registry_source_ip(&self) -> Option<IpAddr> {
+        let ip = self.registry_bind_ip.unwrap_or(self.udp_bind_ip);
+        (!ip.is_unspecified()).then_some(ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(udp_bind_ip: &str, registry_bind_ip: Option<&str>) -> Config {
+        let mut config = Config::new(TokenPolicy::Open(None));
+        config.udp_bind_ip = udp_bind_ip.parse().unwrap_or(config.udp_bind_ip);
+        config.registry_bind_ip = registry_bind_ip.and_then(|ip| ip.parse().ok());
+        config
+    }
+
+    #[test]
+    fn registry_source_follows_a_specific_udp_bind_ip() {
+        let ip = config("127.0.0.2", None).registry_source_ip();
+        assert_eq!(ip, Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))));
+    }
+
+    #[test]
+    fn registry_source_is_left_to_the_os_for_a_wildcard_udp_bind_ip() {
+        assert_eq!(config("0.0.0.0", None).registry_source_ip(), None);
+        assert_eq!(config("::", None).registry_source_ip(), None);
+    }
+
+    #[test]
+    fn explicit_registry_bind_ip_wins() {
+        let ip = config("127.0.0.2", Some("127.0.0.3")).registry_source_ip();
+        assert_eq!(ip, Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3))));
+        assert_eq!(
+            config("127.0.0.2", Some("0.0.0.0")).registry_source_ip(),
+            None
+        );
     }
 }

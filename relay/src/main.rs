@@ -82,6 +82,11 @@ struct RunArgs {
     /// Registry `host:port` that /v1/registry pipes to; the route is disabled without it.
     #[arg(long, env = "PILOT_RELAY_REGISTRY")]
     registry: Option<String>,
+    /// Local IP of the connections to the registry, which records it as the Worker's
+    /// real_addr IP. Default: --udp-bind-ip when that is a specific address, else the OS
+    /// chooses; 0.0.0.0 forces the OS choice.
+    #[arg(long, env = "PILOT_RELAY_REGISTRY_BIND_IP")]
+    registry_bind_ip: Option<IpAddr>,
     /// Seconds a client has to authenticate.
     #[arg(long, env = "PILOT_RELAY_AUTH_TIMEOUT_SECS", default_value_t = config::DEFAULT_AUTH_TIMEOUT.as_secs())]
     auth_timeout_secs: u64,
@@ -164,6 +169,7 @@ fn build_config(args: &RunArgs) -> Result<Config, StartError> {
     config.public_ip = args.public_ip;
     config.allow_dest = args.allow_dest.clone();
     config.registry = args.registry.clone();
+    config.registry_bind_ip = args.registry_bind_ip;
     config.auth_timeout = Duration::from_secs(args.auth_timeout_secs);
     config.idle_timeout = Duration::from_secs(args.idle_timeout_secs);
     config.ping_interval = Duration::from_secs(args.ping_interval_secs.max(1));
@@ -223,6 +229,7 @@ fn run(args: &RunArgs) -> Result<(), StartError> {
             public_ip = ?config.public_ip,
             open = matches!(config.tokens, TokenPolicy::Open(_)),
             registry = ?config.registry,
+            registry_source_ip = ?config.registry_source_ip(),
             "pilot-relay listening"
         );
         pilot_relay::serve(config, listener, shutdown_signal())

@@ -6,15 +6,19 @@
 //! through this pipe therefore gets the relay's IP recorded, and by sending the UDP port of
 //! its relay session as `listen_addr` it makes peers send their datagrams to that session.
 //!
+//! The connection leaves from [`Config::registry_source_ip`](crate::Config::registry_source_ip),
+//! so the IP the registry records is the one the session sockets answer on.
+//!
 //! The target address comes only from configuration; nothing the client sends can change it.
 //! The relay does not parse the bytes (the client may even run TLS through the pipe).
 
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use tokio::net::{lookup_host, TcpSocket, TcpStream};
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, warn};
 
@@ -31,7 +35,7 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, peer: SocketAddr
     let config = &shared.config;
     let tcp = match tokio::time::timeout(
         config.registry_connect_timeout,
-        TcpStream::connect(target.as_str()),
+        connect(target.as_str(), config.registry_source_ip()),
     )
     .await
     {
@@ -49,11 +53,46 @@ pub(crate) async fn run(mut ws: WebSocket, shared: Arc<Shared>, peer: SocketAddr
     };
     let _ = tcp.set_nodelay(true);
     shared.metrics.registry_pipes_active.inc();
-    info!(peer = %peer, registry = target, "registry pipe up");
+    let source = tcp.local_addr().ok();
+    info!(peer = %peer, registry = target, source = ?source, "registry pipe up");
     let (code, reason) = pipe(&mut ws, tcp, &shared).await;
     shared.metrics.registry_pipes_active.dec();
     info!(peer = %peer, close_code = code, reason, "registry pipe down");
     close_socket(&mut ws, code, reason).await;
+}
+
+/// Connects to `target` (`host:port`), from `source` when given. With a source IP only
+/// addresses of its family are tried, in the order the resolver returns them.
+async fn connect(target: &str, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    let Some(source) = source else {
+        return TcpStream::connect(target).await;
+    };
+    let mut last_error = None;
+    for addr in lookup_host(target).await? {
+        if addr.is_ipv4() != source.is_ipv4() {
+            continue;
+        }
+        match connect_from(source, addr).await {
+            Ok(tcp) => return Ok(tcp),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("{target} has no address of the same family as registry bind IP {source}"),
+        )
+    }))
+}
+
+async fn connect_from(source: IpAddr, addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = if source.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
 }
 
 async fn pipe(ws: &mut WebSocket, tcp: TcpStream, shared: &Shared) -> (u16, &'static str) {

@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::net::IpAddr;
+
 use common::*;
 use futures_util::{FutureExt as _, SinkExt as _};
 use pilot_relay::{close, token};
@@ -71,6 +73,46 @@ async fn registry_pipe_reaches_only_the_configured_address() {
     // The registry hanging up ends the pipe with a normal close.
     drop(conn);
     assert_eq!(close_code(&mut ws).await, close::NORMAL);
+}
+
+/// Opens a pipe, sends one request and returns the IP the registry saw it come from.
+async fn registry_source_ip(config_for: impl FnOnce(&mut pilot_relay::Config)) -> IpAddr {
+    let registry = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = open_config();
+    config.registry = Some(registry.local_addr().unwrap().to_string());
+    config_for(&mut config);
+    let relay = TestRelay::start(config).await;
+    let mut ws = relay.connect("/v1/registry", "pilot-registry.v1").await;
+    ws.send(Message::Binary(framed("{}").into())).await.unwrap();
+    let (_conn, from) = tokio::time::timeout(WAIT, registry.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    from.ip()
+}
+
+#[tokio::test]
+async fn registry_connection_leaves_from_a_specific_udp_bind_ip() {
+    // spec §9.3: the registry takes real_addr's IP from this connection, so it must be the
+    // address the session sockets answer on, not the OS default (127.0.0.1 here).
+    let seen = registry_source_ip(|config| config.udp_bind_ip = "127.0.0.2".parse().unwrap()).await;
+    assert_eq!(seen, "127.0.0.2".parse::<IpAddr>().unwrap());
+}
+
+#[tokio::test]
+async fn registry_bind_ip_overrides_the_udp_bind_ip() {
+    let seen = registry_source_ip(|config| {
+        config.udp_bind_ip = "127.0.0.2".parse().unwrap();
+        config.registry_bind_ip = Some("127.0.0.3".parse().unwrap());
+    })
+    .await;
+    assert_eq!(seen, "127.0.0.3".parse::<IpAddr>().unwrap());
+}
+
+#[tokio::test]
+async fn wildcard_udp_bind_ip_leaves_the_registry_source_to_the_os() {
+    let seen = registry_source_ip(|config| config.udp_bind_ip = "0.0.0.0".parse().unwrap()).await;
+    assert_eq!(seen, "127.0.0.1".parse::<IpAddr>().unwrap());
 }
 
 #[tokio::test]
