@@ -56,6 +56,11 @@ struct Cli {
     #[arg(long, env = "PILOT_PEER_TRANSPORT", value_enum, default_value_t = TransportArg::Udp)]
     transport: TransportArg,
 
+    /// Close a TCP connection that delivers no complete frame for this many seconds, so idle
+    /// or trickling clients cannot hold every connection slot.
+    #[arg(long, env = "PILOT_PEER_TCP_IDLE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_idle_secs: u64,
+
     /// Trust every authenticated node that asks (for demos; off by default).
     #[arg(long, env = "PILOT_PEER_AUTO_APPROVE")]
     auto_approve: bool,
@@ -277,6 +282,7 @@ async fn main() -> anyhow::Result<()> {
         trust_poll_interval: Duration::from_secs(cli.trust_poll_secs),
         auto_approve: cli.auto_approve,
         tcp_listen: cli.tcp_listen,
+        tcp_idle_timeout: Duration::from_secs(cli.tcp_idle_secs),
         transport: match cli.transport {
             TransportArg::Udp => Transport::Udp,
             TransportArg::Tcp => Transport::Tcp,
