@@ -344,3 +344,35 @@ async fn datagram_floods_stay_bounded_and_odd_datagrams_are_harmless() {
     b.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn send_datagram_command_delivers_to_a_fresh_node() {
+    let registry = start_registry().await;
+    let b = Peer::start(public_config(&registry, "cli-datagram", "b"))
+        .await
+        .unwrap();
+    b.listen_datagrams(APP_PORT).await.unwrap();
+    // A one-shot command meets B for the first time: its datagram must not be lost while the
+    // tunnel's key exchange is still under way when the command exits.
+    // The command's own --timeout-secs bounds it.
+    let registry_addr = registry.local_addr().to_string();
+    let (node, port) = (b.addr().to_string(), APP_PORT.to_string());
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pilot-peer"))
+            .args(["--registry", &registry_addr, "--timeout-secs", "10"])
+            .args(["send-datagram", &node, &port, "--data", "hello dgram"])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let datagram = step(
+        "datagram from the CLI",
+        b.next_datagram(APP_PORT, STEP_TIMEOUT),
+    )
+    .await;
+    assert_eq!(datagram.payload, b"hello dgram");
+    b.shutdown().await.unwrap();
+    registry.shutdown().await.unwrap();
+}

@@ -306,9 +306,13 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let peer = Peer::start(config)
-        .await
-        .with_context(|| format!("cannot start a peer with registry {}", cli.registry))?;
+    let peer = Peer::start(config).await.with_context(|| {
+        format!(
+            "cannot start a peer with registry {} (is pilot-registry running there? \
+                 point --registry or PILOT_PEER_REGISTRY at it)",
+            cli.registry
+        )
+    })?;
     if let Cmd::Run { datagram_ports } = &cli.command {
         return serve(&cli, peer, datagram_ports).await;
     }
@@ -427,6 +431,11 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::SendDatagram { addr, port, data } => {
+            // A datagram to a node we have no tunnel with waits for the key exchange; this
+            // process would exit before that and lose it. A ping first brings the tunnel up.
+            with_timeout(timeout, peer.ping(*addr))
+                .await
+                .with_context(|| format!("cannot open a tunnel to {addr}"))?;
             with_timeout(
                 timeout,
                 peer.send_datagram(*addr, *port, data.as_bytes().to_vec()),
