@@ -30,7 +30,9 @@ pub fn load_or_create(path: &Path) -> io::Result<Zeroizing<[u8; SEED_BYTES]>> {
     let seed = match OpenOptions::new().read(true).open(path) {
         Ok(mut file) => {
             let mut text = Zeroizing::new(String::new());
-            file.read_to_string(&mut text).and_then(|_| parse(&text))
+            check_private(&file)
+                .and_then(|()| file.read_to_string(&mut text))
+                .and_then(|_| parse(&text))
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => create(path),
         Err(err) => Err(err),
@@ -76,6 +78,28 @@ pub fn lock(path: &Path) -> io::Result<File> {
         }
     }
     Ok(file)
+}
+
+/// Refuses a seed file other users may read or write (as ssh does for private keys).
+fn check_private(file: &File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the secret seed is open to other users (mode {:o}); run `chmod 600` on it, \
+                     and make a new identity if others may have read it",
+                    mode & 0o777
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 fn parse(text: &str) -> io::Result<Zeroizing<[u8; SEED_BYTES]>> {
@@ -167,8 +191,32 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("identity.json");
         std::fs::write(&path, "{").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         let err = load_or_create(&path).unwrap_err();
         assert!(err.to_string().contains("identity.json"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn identity_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("pilot-peer-id-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("identity.json");
+        let _ = std::fs::remove_file(&path);
+        let seed = load_or_create(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_or_create(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("identity.json"), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(*load_or_create(&path).unwrap(), *seed);
         std::fs::remove_file(&path).unwrap();
     }
 
