@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use conformance::peer::{
-    ack_line, control_call, serve_control, ControlRequest, Peer, PeerConfig, PeerError,
-    ReceivedDatagram, ReceivedMessage, Transport,
+    ack_line, control_call, ensure_control_free, serve_control, ControlRequest, Peer, PeerConfig,
+    PeerError, ReceivedDatagram, ReceivedMessage, Transport,
 };
 use pilot_core::addr::Addr;
 use pilot_core::services::dataexchange::FrameType;
@@ -306,13 +306,10 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let peer = Peer::start(config).await.with_context(|| {
-        format!(
-            "cannot start a peer with registry {} (is pilot-registry running there? \
-                 point --registry or PILOT_PEER_REGISTRY at it)",
-            cli.registry
-        )
-    })?;
+    if let (Cmd::Run { .. }, Some(path)) = (&cli.command, control_path(&cli)) {
+        ensure_control_free(&path).await?;
+    }
+    let peer = Peer::start(config).await.context("cannot start the peer")?;
     if let Cmd::Run { datagram_ports } = &cli.command {
         return serve(&cli, peer, datagram_ports).await;
     }

@@ -93,16 +93,8 @@ impl Drop for ControlServer {
 /// Serves `peer`'s control socket at `path`. A stale socket file (nobody answering) is
 /// replaced; one a running peer answers is an error.
 pub async fn serve_control(path: &Path, peer: Arc<Peer>) -> io::Result<ControlServer> {
+    ensure_control_free(path).await?;
     if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!(
-                    "another pilot-peer serves {}; stop it or pick another --control path",
-                    path.display()
-                ),
-            ));
-        }
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
@@ -133,6 +125,22 @@ pub async fn serve_control(path: &Path, peer: Arc<Peer>) -> io::Result<ControlSe
         path: path.to_path_buf(),
         task,
     })
+}
+
+/// Fails if a running peer answers on the control socket at `path`; a stale file is fine.
+/// `run` checks this before registering, so a daemon that cannot serve its socket never
+/// starts a node.
+pub async fn ensure_control_free(path: &Path) -> io::Result<()> {
+    if path.exists() && UnixStream::connect(path).await.is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another pilot-peer serves {}; stop it or pick another --control path",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn serve_one(stream: UnixStream, peer: &Peer) -> io::Result<()> {

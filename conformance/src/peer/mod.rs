@@ -56,7 +56,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::info;
 
-pub use control::{control_call, serve_control, ControlRequest, ControlServer};
+pub use control::{
+    control_call, ensure_control_free, serve_control, ControlRequest, ControlServer,
+};
 pub use identity::load_or_create as load_or_create_identity;
 pub use registry_client::RegistryClient;
 pub use stream::PeerStream;
