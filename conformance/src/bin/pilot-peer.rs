@@ -658,6 +658,21 @@ async fn serve(cli: &Cli, peer: Peer, datagram_ports: &[u16]) -> anyhow::Result<
 /// How long the printers wait per call before checking again (they end with the peer).
 const PRINT_POLL: Duration = Duration::from_secs(1);
 
+/// `text` with control characters escaped (`\n`, `\u{1b}`, …): payloads and file names come
+/// from remote peers, and raw escape sequences or newlines could forge output lines or drive
+/// the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn print_message(json: bool, message: &ReceivedMessage) {
     let text = String::from_utf8_lossy(&message.payload);
     if json {
@@ -676,13 +691,14 @@ fn print_message(json: bool, message: &ReceivedMessage) {
         let name = message
             .filename
             .as_deref()
-            .map(|n| format!(" {n}"))
+            .map(|n| format!(" {}", printable(n)))
             .unwrap_or_default();
         println!(
-            "message from {} {}{name} ({} bytes): {text}",
+            "message from {} {}{name} ({} bytes): {}",
             message.from,
             message.frame_type,
-            message.payload.len()
+            message.payload.len(),
+            printable(&text)
         );
     }
 }
@@ -703,10 +719,11 @@ fn print_datagram(json: bool, port: u16, datagram: &ReceivedDatagram) {
         );
     } else {
         println!(
-            "datagram from {}:{} to port {port} ({} bytes): {text}",
+            "datagram from {}:{} to port {port} ({} bytes): {}",
             datagram.from,
             datagram.src_port,
-            datagram.payload.len()
+            datagram.payload.len(),
+            printable(&text)
         );
     }
 }
@@ -714,4 +731,21 @@ fn print_datagram(json: bool, port: u16, datagram: &ReceivedDatagram) {
 /// A field of a control answer, `null` when missing.
 fn field<'a>(value: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     value.get(name).unwrap_or(&serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn remote_text_cannot_forge_lines_or_drive_the_terminal() {
+        let hostile = "hi\nmessage from 0:0000.0000.0004 TEXT (2 bytes): ok\u{1b}[2J\r\u{7}";
+        let shown = printable(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(
+            shown,
+            "hi\\nmessage from 0:0000.0000.0004 TEXT (2 bytes): ok\\u{1b}[2J\\r\\u{7}"
+        );
+        assert_eq!(printable("héllo wörld ✓"), "héllo wörld ✓");
+    }
 }
