@@ -376,3 +376,39 @@ async fn send_datagram_command_delivers_to_a_fresh_node() {
     b.shutdown().await.unwrap();
     registry.shutdown().await.unwrap();
 }
+
+#[test]
+fn registry_stops_cleanly_on_a_sigterm_right_after_its_ready_line() {
+    use std::io::BufRead as _;
+    // The race is between printing the line and installing the handler, so try a few times.
+    for attempt in 0..10 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pilot-registry"))
+            .args(["--listen", "127.0.0.1:0", "--log", "warn"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("pilot-registry listening on"), "{line}");
+        let pid = child.id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = std::time::Instant::now() + STEP_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("attempt {attempt}: still running {STEP_TIMEOUT:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(status.success(), "attempt {attempt}: {status}");
+    }
+}

@@ -596,6 +596,8 @@ async fn run_control(cli: &Cli, request: &ControlRequest) -> anyhow::Result<()> 
 
 /// `run`: serve the control socket, print received messages and datagrams until a signal.
 async fn serve(cli: &Cli, peer: Peer, datagram_ports: &[u16]) -> anyhow::Result<()> {
+    // Before announcing the address: a SIGTERM right after it must find the handler in place.
+    let shutdown = conformance::shutdown_signal();
     let peer = Arc::new(peer);
     let control = match control_path(cli) {
         Some(path) => Some(serve_control(&path, Arc::clone(&peer)).await?),
@@ -647,7 +649,7 @@ async fn serve(cli: &Cli, peer: Peer, datagram_ports: &[u16]) -> anyhow::Result<
             }
         });
     }
-    conformance::shutdown_signal().await;
+    shutdown.await;
     printers.shutdown().await;
     drop(control);
     peer.stop().await?;
