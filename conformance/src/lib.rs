@@ -118,31 +118,51 @@ pub fn expect_eq<T: PartialEq + std::fmt::Debug>(
     }
 }
 
-/// Completes on Ctrl-C or, on Unix, SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+/// A future that completes on Ctrl-C or, on Unix, SIGTERM. On Unix the handlers are
+/// installed when this is called, not when the future is first polled: call it before
+/// announcing readiness, so a signal sent right after the announcement is never met by the
+/// default action (immediate death, skipping the clean shutdown). Needs a tokio runtime.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let interrupt = async {
+                match interrupt {
+                    Ok(mut stream) => {
+                        stream.recv().await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            let terminate = async {
+                match terminate {
+                    Ok(mut stream) => {
+                        stream.recv().await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                        std::future::pending::<()>().await;
+                    }
+                }
+            };
+            tokio::select! {
+                () = interrupt => tracing::info!("Ctrl-C received"),
+                () = terminate => tracing::info!("SIGTERM received"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(err) = tokio::signal::ctrl_c().await {
             tracing::warn!(error = %err, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+        tracing::info!("Ctrl-C received");
     }
 }

@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand, ValueEnum};
 use conformance::peer::{
-    ack_line, control_call, serve_control, ControlRequest, Peer, PeerConfig, PeerError,
-    ReceivedDatagram, ReceivedMessage, Transport,
+    ack_line, control_call, ensure_control_free, serve_control, ControlRequest, Peer, PeerConfig,
+    PeerError, ReceivedDatagram, ReceivedMessage, Transport,
 };
 use pilot_core::addr::Addr;
 use pilot_core::services::dataexchange::FrameType;
@@ -55,6 +55,11 @@ struct Cli {
     /// UDP when they advertise none).
     #[arg(long, env = "PILOT_PEER_TRANSPORT", value_enum, default_value_t = TransportArg::Udp)]
     transport: TransportArg,
+
+    /// Close a TCP connection that delivers no complete frame for this many seconds, so idle
+    /// or trickling clients cannot hold every connection slot.
+    #[arg(long, env = "PILOT_PEER_TCP_IDLE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_idle_secs: u64,
 
     /// Trust every authenticated node that asks (for demos; off by default).
     #[arg(long, env = "PILOT_PEER_AUTO_APPROVE")]
@@ -277,6 +282,7 @@ async fn main() -> anyhow::Result<()> {
         trust_poll_interval: Duration::from_secs(cli.trust_poll_secs),
         auto_approve: cli.auto_approve,
         tcp_listen: cli.tcp_listen,
+        tcp_idle_timeout: Duration::from_secs(cli.tcp_idle_secs),
         transport: match cli.transport {
             TransportArg::Udp => Transport::Udp,
             TransportArg::Tcp => Transport::Tcp,
@@ -300,9 +306,10 @@ async fn main() -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let peer = Peer::start(config)
-        .await
-        .with_context(|| format!("cannot start a peer with registry {}", cli.registry))?;
+    if let (Cmd::Run { .. }, Some(path)) = (&cli.command, control_path(&cli)) {
+        ensure_control_free(&path).await?;
+    }
+    let peer = Peer::start(config).await.context("cannot start the peer")?;
     if let Cmd::Run { datagram_ports } = &cli.command {
         return serve(&cli, peer, datagram_ports).await;
     }
@@ -421,6 +428,11 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::SendDatagram { addr, port, data } => {
+            // A datagram to a node we have no tunnel with waits for the key exchange; this
+            // process would exit before that and lose it. A ping first brings the tunnel up.
+            with_timeout(timeout, peer.ping(*addr))
+                .await
+                .with_context(|| format!("cannot open a tunnel to {addr}"))?;
             with_timeout(
                 timeout,
                 peer.send_datagram(*addr, *port, data.as_bytes().to_vec()),
@@ -584,6 +596,8 @@ async fn run_control(cli: &Cli, request: &ControlRequest) -> anyhow::Result<()> 
 
 /// `run`: serve the control socket, print received messages and datagrams until a signal.
 async fn serve(cli: &Cli, peer: Peer, datagram_ports: &[u16]) -> anyhow::Result<()> {
+    // Before announcing the address: a SIGTERM right after it must find the handler in place.
+    let shutdown = conformance::shutdown_signal();
     let peer = Arc::new(peer);
     let control = match control_path(cli) {
         Some(path) => Some(serve_control(&path, Arc::clone(&peer)).await?),
@@ -635,7 +649,7 @@ async fn serve(cli: &Cli, peer: Peer, datagram_ports: &[u16]) -> anyhow::Result<
             }
         });
     }
-    conformance::shutdown_signal().await;
+    shutdown.await;
     printers.shutdown().await;
     drop(control);
     peer.stop().await?;
@@ -645,6 +659,21 @@ async fn serve(cli: &Cli, peer: Peer, datagram_ports: &[u16]) -> anyhow::Result<
 
 /// How long the printers wait per call before checking again (they end with the peer).
 const PRINT_POLL: Duration = Duration::from_secs(1);
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`, …): payloads and file names come
+/// from remote peers, and raw escape sequences or newlines could forge output lines or drive
+/// the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
 
 fn print_message(json: bool, message: &ReceivedMessage) {
     let text = String::from_utf8_lossy(&message.payload);
@@ -664,13 +693,14 @@ fn print_message(json: bool, message: &ReceivedMessage) {
         let name = message
             .filename
             .as_deref()
-            .map(|n| format!(" {n}"))
+            .map(|n| format!(" {}", printable(n)))
             .unwrap_or_default();
         println!(
-            "message from {} {}{name} ({} bytes): {text}",
+            "message from {} {}{name} ({} bytes): {}",
             message.from,
             message.frame_type,
-            message.payload.len()
+            message.payload.len(),
+            printable(&text)
         );
     }
 }
@@ -691,10 +721,11 @@ fn print_datagram(json: bool, port: u16, datagram: &ReceivedDatagram) {
         );
     } else {
         println!(
-            "datagram from {}:{} to port {port} ({} bytes): {text}",
+            "datagram from {}:{} to port {port} ({} bytes): {}",
             datagram.from,
             datagram.src_port,
-            datagram.payload.len()
+            datagram.payload.len(),
+            printable(&text)
         );
     }
 }
@@ -702,4 +733,21 @@ fn print_datagram(json: bool, port: u16, datagram: &ReceivedDatagram) {
 /// A field of a control answer, `null` when missing.
 fn field<'a>(value: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     value.get(name).unwrap_or(&serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn remote_text_cannot_forge_lines_or_drive_the_terminal() {
+        let hostile = "hi\nmessage from 0:0000.0000.0004 TEXT (2 bytes): ok\u{1b}[2J\r\u{7}";
+        let shown = printable(hostile);
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+        assert_eq!(
+            shown,
+            "hi\\nmessage from 0:0000.0000.0004 TEXT (2 bytes): ok\\u{1b}[2J\\r\\u{7}"
+        );
+        assert_eq!(printable("héllo wörld ✓"), "héllo wörld ✓");
+    }
 }

@@ -82,6 +82,8 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", cli.listen))?;
 
+    // Before the line below: a SIGTERM right after it must find the handler in place.
+    let shutdown = conformance::shutdown_signal();
     // Scripts and tests read the bound address (useful with port 0) from this line.
     let mut stdout = std::io::stdout().lock();
     writeln!(
@@ -92,7 +94,7 @@ async fn main() -> anyhow::Result<()> {
     stdout.flush()?;
     drop(stdout);
 
-    server.run(conformance::shutdown_signal()).await?;
+    server.run(shutdown).await?;
     info!("stopped");
     Ok(())
 }

@@ -18,6 +18,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pilot_core::addr::Addr;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,9 @@ use super::{Peer, PeerError, TrustPath};
 
 /// Longest request line read; a longer one is refused.
 const MAX_CONTROL_LINE_BYTES: u64 = 64 * 1024;
+/// How long a client may take to send its request line. A client that connects and stays
+/// silent would otherwise hold a task and a descriptor for as long as the daemon runs.
+const CONTROL_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One request on the control socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,16 +93,8 @@ impl Drop for ControlServer {
 /// Serves `peer`'s control socket at `path`. A stale socket file (nobody answering) is
 /// replaced; one a running peer answers is an error.
 pub async fn serve_control(path: &Path, peer: Arc<Peer>) -> io::Result<ControlServer> {
+    ensure_control_free(path).await?;
     if path.exists() {
-        if UnixStream::connect(path).await.is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!(
-                    "another pilot-peer serves {}; stop it or pick another --control path",
-                    path.display()
-                ),
-            ));
-        }
         std::fs::remove_file(path)?;
     }
     let listener = UnixListener::bind(path)?;
@@ -131,13 +127,25 @@ pub async fn serve_control(path: &Path, peer: Arc<Peer>) -> io::Result<ControlSe
     })
 }
 
+/// Fails if a running peer answers on the control socket at `path`; a stale file is fine.
+/// `run` checks this before registering, so a daemon that cannot serve its socket never
+/// starts a node.
+pub async fn ensure_control_free(path: &Path) -> io::Result<()> {
+    if path.exists() && UnixStream::connect(path).await.is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!(
+                "another pilot-peer serves {}; stop it or pick another --control path",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 async fn serve_one(stream: UnixStream, peer: &Peer) -> io::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    BufReader::new(read.take(MAX_CONTROL_LINE_BYTES))
-        .read_line(&mut line)
-        .await?;
-    let answer = match serde_json::from_str::<ControlRequest>(&line) {
+    let (mut read, mut write) = stream.into_split();
+    let answer = match read_request(&mut read).await {
         Ok(request) => match answer(peer, request).await {
             Ok(mut value) => {
                 if let Value::Object(fields) = &mut value {
@@ -147,12 +155,49 @@ async fn serve_one(stream: UnixStream, peer: &Peer) -> io::Result<()> {
             }
             Err(err) => json!({"ok": false, "error": err.to_string()}),
         },
-        Err(err) => json!({"ok": false, "error": format!("bad control request: {err}")}),
+        Err(why) => json!({"ok": false, "error": format!("bad control request: {why}")}),
     };
     let mut text = answer.to_string();
     text.push('\n');
     write.write_all(text.as_bytes()).await?;
-    write.shutdown().await
+    write.shutdown().await?;
+    // Closing a Unix socket with unread input resets it, and the client would lose the
+    // answer (e.g. to an oversized line); so drain what is left, for a bounded time.
+    let _ = tokio::time::timeout(
+        CONTROL_REQUEST_TIMEOUT,
+        tokio::io::copy(&mut read, &mut tokio::io::sink()),
+    )
+    .await;
+    Ok(())
+}
+
+/// Reads and parses the one request line, within [`CONTROL_REQUEST_TIMEOUT`] and
+/// [`MAX_CONTROL_LINE_BYTES`]; `Err` says what was wrong with it.
+async fn read_request(
+    read: &mut tokio::net::unix::OwnedReadHalf,
+) -> Result<ControlRequest, String> {
+    let mut bytes = Vec::new();
+    let mut reader = BufReader::new(read.take(MAX_CONTROL_LINE_BYTES + 1));
+    match tokio::time::timeout(
+        CONTROL_REQUEST_TIMEOUT,
+        reader.read_until(b'\n', &mut bytes),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(format!(
+                "no request line within {CONTROL_REQUEST_TIMEOUT:?}"
+            ))
+        }
+        Ok(Err(err)) => return Err(format!("cannot read the request: {err}")),
+        Ok(Ok(_)) => {}
+    }
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_CONTROL_LINE_BYTES {
+        return Err(format!(
+            "request line longer than {MAX_CONTROL_LINE_BYTES} bytes"
+        ));
+    }
+    serde_json::from_slice(&bytes).map_err(|err| err.to_string())
 }
 
 async fn answer(peer: &Peer, request: ControlRequest) -> Result<Value, PeerError> {

@@ -43,6 +43,8 @@ const STREAM_READ_CHUNK_BYTES: usize = 64 * 1024;
 pub(super) struct DriverSetup<'a> {
     pub(super) node: Node<OsRng>,
     pub(super) identity: Identity,
+    /// The identity file's lock, held while the task runs (see [`super::identity::lock`]).
+    pub(super) identity_lock: std::fs::File,
     pub(super) socket: UdpSocket,
     pub(super) tcp: Option<TcpListener>,
     pub(super) registry: RegistryClient,
@@ -85,6 +87,8 @@ struct AppPort {
 pub(super) struct Driver {
     node: Node<OsRng>,
     identity: Identity,
+    /// Released when the task ends, after any deregistration, so a successor never races it.
+    _identity_lock: std::fs::File,
     transports: Transports,
     tcp_events: mpsc::Receiver<TcpEvent>,
     registry: RegistryClient,
@@ -123,7 +127,8 @@ impl Driver {
         Driver {
             node: setup.node,
             identity: setup.identity,
-            transports: Transports::new(setup.socket, setup.tcp, tcp_tx),
+            _identity_lock: setup.identity_lock,
+            transports: Transports::new(setup.socket, setup.tcp, tcp_tx, config.tcp_idle_timeout),
             tcp_events,
             registry: setup.registry,
             registration: setup.registration,

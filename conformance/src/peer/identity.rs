@@ -4,7 +4,7 @@
 //! seed is the RFC 8032 secret seed (the first half of Go's `private_key`). The file is
 //! created with mode 0600 on Unix when missing; an existing file is read as is.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
 use std::path::Path;
 
@@ -24,17 +24,82 @@ struct IdentityFile {
     seed: String,
 }
 
-/// Reads the seed stored at `path`, or creates the file with a fresh random seed.
+/// Reads the seed stored at `path`, or creates the file with a fresh random seed. Errors
+/// name the file.
 pub fn load_or_create(path: &Path) -> io::Result<Zeroizing<[u8; SEED_BYTES]>> {
-    match OpenOptions::new().read(true).open(path) {
+    let seed = match OpenOptions::new().read(true).open(path) {
         Ok(mut file) => {
             let mut text = Zeroizing::new(String::new());
-            file.read_to_string(&mut text)?;
-            parse(&text)
+            check_private(&file)
+                .and_then(|()| file.read_to_string(&mut text))
+                .and_then(|_| parse(&text))
         }
         Err(err) if err.kind() == io::ErrorKind::NotFound => create(path),
         Err(err) => Err(err),
+    };
+    seed.map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!(
+                "identity file {}: {err} (fix it, or point --identity at a new file)",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Takes an exclusive lock on the identity file at `path`, held until the returned file is
+/// dropped. Two running nodes with one identity would take turns overwriting each other's
+/// registry entry (spec §9.3: the key is the identity), so the second one must not start.
+/// The lock is advisory (`flock(2)`); on non-Unix systems there is none.
+pub fn lock(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new().read(true).open(path)?;
+    #[cfg(unix)]
+    {
+        use rustix::fs::{flock, FlockOperation};
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "identity file {} is in use by another running pilot-peer; stop that \
+                         one, or give this one its own --identity",
+                        path.display()
+                    ),
+                ))
+            }
+            Err(err) => {
+                return Err(io::Error::new(
+                    io::Error::from(err).kind(),
+                    format!("cannot lock identity file {}: {err}", path.display()),
+                ))
+            }
+        }
     }
+    Ok(file)
+}
+
+/// Refuses a seed file other users may read or write (as ssh does for private keys).
+fn check_private(file: &File) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the secret seed is open to other users (mode {:o}); run `chmod 600` on it, \
+                     and make a new identity if others may have read it",
+                    mode & 0o777
+                ),
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
 }
 
 fn parse(text: &str) -> io::Result<Zeroizing<[u8; SEED_BYTES]>> {
@@ -100,6 +165,58 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn identity_is_locked_by_one_holder_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("pilot-peer-id-lock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("identity.json");
+        let _ = std::fs::remove_file(&path);
+        load_or_create(&path).unwrap();
+        let held = lock(&path).unwrap();
+        let err = lock(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains("identity.json"), "{err}");
+        drop(held);
+        drop(lock(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn damaged_identity_error_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("pilot-peer-id-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("identity.json");
+        std::fs::write(&path, "{").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let err = load_or_create(&path).unwrap_err();
+        assert!(err.to_string().contains("identity.json"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn identity_readable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("pilot-peer-id-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("identity.json");
+        let _ = std::fs::remove_file(&path);
+        let seed = load_or_create(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_or_create(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("identity.json"), "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(*load_or_create(&path).unwrap(), *seed);
         std::fs::remove_file(&path).unwrap();
     }
 

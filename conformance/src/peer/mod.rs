@@ -56,7 +56,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tracing::info;
 
-pub use control::{control_call, serve_control, ControlRequest, ControlServer};
+pub use control::{
+    control_call, ensure_control_free, serve_control, ControlRequest, ControlServer,
+};
 pub use identity::load_or_create as load_or_create_identity;
 pub use registry_client::RegistryClient;
 pub use stream::PeerStream;
@@ -73,6 +75,9 @@ pub const TRUST_POLL_FAST_INTERVAL: Duration = Duration::from_secs(1);
 const COMMAND_QUEUE_LEN: usize = 64;
 /// Received data exchange messages held for [`Peer::next_message`]; more are dropped.
 pub const MESSAGE_QUEUE_LEN: usize = 256;
+/// Default [`PeerConfig::tcp_idle_timeout`]: spec §8.9 reaps streams idle for 120 s, so a
+/// connection without a frame for that long carries no live stream.
+pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Received datagrams held per listened port for [`Peer::next_datagram`]; more are dropped.
 pub const DATAGRAM_QUEUE_LEN: usize = 1024;
 /// Accepted streams held per listened port for [`Peer::accept`]; more are reset.
@@ -118,6 +123,10 @@ pub struct PeerConfig {
     /// Keep the trusted nodes in this JSON file (written atomically, mode 0600) and trust
     /// them again at start. Off by default: trust then lives as long as the peer.
     pub trust_store: Option<PathBuf>,
+    /// Close a TCP connection (inbound or dialled) that delivers no complete frame for this
+    /// long. Default [`TCP_IDLE_TIMEOUT`]. Without it, idle or trickling connections
+    /// (slowloris) could hold all [`transport::MAX_TCP_CONNECTIONS`] slots for ever.
+    pub tcp_idle_timeout: Duration,
 }
 
 impl PeerConfig {
@@ -135,6 +144,7 @@ impl PeerConfig {
             tcp_listen: None,
             transport: Transport::Udp,
             trust_store: None,
+            tcp_idle_timeout: TCP_IDLE_TIMEOUT,
         }
     }
 }
@@ -418,7 +428,13 @@ impl Peer {
     /// registers (and goes public if asked), then starts the driver task.
     pub async fn start(config: PeerConfig) -> Result<Peer, PeerError> {
         let seed = identity::load_or_create(&config.identity)?;
+        let identity_lock = identity::lock(&config.identity)?;
         let identity = Identity::from_seed(&seed);
+        // Read before registering: a damaged store should not cost a registration.
+        let saved_trust = match &config.trust_store {
+            Some(path) => Some((path, trust_store::load(path)?)),
+            None => None,
+        };
         let socket = UdpSocket::bind(config.listen).await?;
         let udp_addr = socket.local_addr()?;
         let tcp = match config.tcp_listen {
@@ -447,8 +463,7 @@ impl Peer {
             ..NodeConfig::default()
         };
         let mut node = Node::new(node_config, addr, &seed, OsRng);
-        if let Some(path) = &config.trust_store {
-            let saved = trust_store::load(path)?;
+        if let Some((path, saved)) = saved_trust {
             let count = saved.len();
             for (node_id, peer) in saved {
                 if let Err(err) = node.restore_trusted(node_id, peer) {
@@ -463,6 +478,7 @@ impl Peer {
         let driver = driver::Driver::new(driver::DriverSetup {
             node,
             identity,
+            identity_lock,
             socket,
             tcp,
             registry,

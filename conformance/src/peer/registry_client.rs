@@ -43,7 +43,16 @@ impl RegistryClient {
         let (stream, reader) = match &mut self.conn {
             Some(conn) => conn,
             None => {
-                let stream = TcpStream::connect(self.addr).await?;
+                let stream = TcpStream::connect(self.addr).await.map_err(|err| {
+                    PeerError::Io(std::io::Error::new(
+                        err.kind(),
+                        format!(
+                            "cannot connect to the registry at {}: {err} (is pilot-registry \
+                             running there? point --registry or PILOT_PEER_REGISTRY at it)",
+                            self.addr
+                        ),
+                    ))
+                })?;
                 self.conn.insert((stream, FrameReader::new()))
             }
         };

@@ -4,8 +4,9 @@
 //! authenticated frame came on, so the newest TCP connection of a peer wins.
 //!
 //! Each TCP connection has a reader task (deframes, hands frames to the driver) and a writer
-//! task (frames what the driver sends). A connection that fails, ends or declares a frame
-//! above 1 MiB is dropped and its path forgotten.
+//! task (frames what the driver sends). A connection that fails, ends, declares a frame
+//! above 1 MiB or delivers no complete frame within the idle timeout is dropped and its path
+//! forgotten.
 
 use std::collections::HashMap;
 use std::io;
@@ -101,6 +102,7 @@ pub struct Transports {
     next_path: u64,
     events: mpsc::Sender<TcpEvent>,
     listener: Option<AbortHandle>,
+    idle_timeout: Duration,
     stats: TransportStats,
 }
 
@@ -114,11 +116,12 @@ impl Drop for Transports {
 
 impl Transports {
     /// The UDP socket, and the TCP listener's accept loop if there is one; TCP events go to
-    /// `events`.
+    /// `events`. A TCP connection without a complete frame for `idle_timeout` is closed.
     pub fn new(
         udp: UdpSocket,
         listener: Option<TcpListener>,
         events: mpsc::Sender<TcpEvent>,
+        idle_timeout: Duration,
     ) -> Self {
         let listener = listener.map(|listener| {
             let events = events.clone();
@@ -132,6 +135,7 @@ impl Transports {
             next_path: 1,
             events,
             listener,
+            idle_timeout,
             stats: TransportStats::default(),
         }
     }
@@ -256,7 +260,12 @@ impl Transports {
         }
         let (read, write) = stream.into_split();
         let (frames, queue) = mpsc::channel(TCP_SEND_QUEUE_FRAMES);
-        let reader = tokio::spawn(read_frames(read, path, self.events.clone()));
+        let reader = tokio::spawn(read_frames(
+            read,
+            path,
+            self.events.clone(),
+            self.idle_timeout,
+        ));
         let writer = tokio::spawn(write_frames(write, queue, path, self.events.clone()));
         let conn = TcpConn {
             remote,
@@ -288,9 +297,15 @@ async fn accept_loop(listener: TcpListener, events: mpsc::Sender<TcpEvent>) {
     }
 }
 
-/// Deframes `u32 BE length ‖ frame` until the connection ends or breaks the 1 MiB limit.
-async fn read_frames(mut read: OwnedReadHalf, path: PathId, events: mpsc::Sender<TcpEvent>) {
-    let reason = match deframe(&mut read, path, &events).await {
+/// Deframes `u32 BE length ‖ frame` until the connection ends, breaks the 1 MiB limit or
+/// goes `idle_timeout` without a complete frame.
+async fn read_frames(
+    mut read: OwnedReadHalf,
+    path: PathId,
+    events: mpsc::Sender<TcpEvent>,
+    idle_timeout: Duration,
+) {
+    let reason = match deframe(&mut read, path, &events, idle_timeout).await {
         Ok(reason) => reason,
         Err(err) => err.to_string(),
     };
@@ -301,11 +316,18 @@ async fn deframe(
     read: &mut OwnedReadHalf,
     path: PathId,
     events: &mpsc::Sender<TcpEvent>,
+    idle_timeout: Duration,
 ) -> Result<String, io::Error> {
     let mut deframer = TcpDeframer::new();
     let mut buf = vec![0u8; TCP_READ_CHUNK_BYTES];
+    // Measured from the last complete frame, not the last byte: a peer trickling one byte a
+    // second (slowloris) must not keep its slot.
+    let mut deadline = tokio::time::Instant::now() + idle_timeout;
     loop {
-        let n = read.read(&mut buf).await?;
+        let Ok(read) = tokio::time::timeout_at(deadline, read.read(&mut buf)).await else {
+            return Ok(format!("no complete frame for {idle_timeout:?}"));
+        };
+        let n = read?;
         if n == 0 {
             return Ok(if deframer.is_at_frame_boundary() {
                 "closed by the peer".to_string()
@@ -316,6 +338,7 @@ async fn deframe(
         let mut input = buf.get(..n).unwrap_or_default();
         // spec §7.5: a declared length above 1 MiB cannot be skipped; drop the connection.
         while let Some(bytes) = deframer.next_frame(&mut input).map_err(io::Error::other)? {
+            deadline = tokio::time::Instant::now() + idle_timeout;
             if bytes.is_empty() {
                 continue;
             }

@@ -31,13 +31,35 @@ struct Entry {
     since_unix_secs: u64,
 }
 
-/// The trusted nodes saved at `path`; none if the file does not exist.
+/// The trusted nodes saved at `path`; none if the file does not exist. A store that other
+/// users may write is refused: whoever can edit it decides which nodes we admit.
 pub fn load(path: &Path) -> io::Result<Vec<(u32, TrustedPeer)>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(err),
+        Err(err) => {
+            return Err(io::Error::new(
+                err.kind(),
+                format!("cannot read trust store {}: {err}", path.display()),
+            ))
+        }
     };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o022 != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "trust store {} is writable by other users (mode {:o}); run `chmod 600` on \
+                     it if its contents are yours, else delete it",
+                    path.display(),
+                    mode & 0o777
+                ),
+            ));
+        }
+    }
     parse(&text).map_err(|why| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -153,6 +175,24 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn store_writable_by_others_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir =
+            std::env::temp_dir().join(format!("pilot-peer-trust-mode-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("trust.json");
+        std::fs::write(&path, r#"{"version":1,"trusted":[]}"#).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let err = load(&path).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(load(&path).unwrap().is_empty());
         std::fs::remove_file(&path).unwrap();
     }
 
