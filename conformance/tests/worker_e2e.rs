@@ -69,6 +69,7 @@ async fn worker_joins_trusts_talks_and_survives_restarts() {
         .await
         .unwrap();
     assert!(second.trusted().await.unwrap().contains(&ends.worker.node));
+    assert!(scenario::trusts(&ends.api, second.addr()).await.unwrap());
     second.shutdown().await.unwrap();
 
     // Address learning: the registry recorded the relay's IP and the session's port
@@ -161,6 +162,10 @@ async fn worker_joins_trusts_talks_and_survives_restarts() {
     assert_eq!(info_after.node_id, info.node_id, "same node ID");
     assert_eq!(info_after.address, info.address);
     assert_eq!(info_after.public_key, info.public_key, "same identity");
+    assert!(
+        scenario::trusts(&after.api, ends.peer).await.unwrap(),
+        "the restored trust set is listed"
+    );
     // The Worker comes back with a new relay session and new tunnel keys; its first packets
     // (this echo) show the peer both.
     let back = scenario::echo(&after, b"after the restart").await.unwrap();

@@ -117,7 +117,7 @@ async fn narrate(world: &mut World, out: &Transcript) -> anyhow::Result<()> {
         info.node_id, info.address
     ));
 
-    out.say("peer -> Worker trust request sent (relayed: the Worker polls its inbox every 60 s)");
+    out.say("peer -> Worker trust request sent (relayed: the Worker polls its inbox every 10 s)");
     scenario::peer_asks_worker_for_trust(world, &ends).await?;
     out.say(format!(
         "approved through the Worker API: Worker and {} trust each other",

@@ -25,7 +25,7 @@ pub const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// relay session must come up).
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a trust handshake to complete. Between two private nodes it travels
-/// through the registry inbox (spec §9.6), which the Worker polls on its 60 s alarm.
+/// through the registry inbox (spec §9.6), which the Worker polls every 10 s.
 pub const TRUST_TIMEOUT: Duration = Duration::from_secs(75);
 /// Bytes per `/v1/conns/{conn}/write` call of a bulk transfer.
 pub const WRITE_CHUNK_BYTES: usize = 64 * 1024;
@@ -77,10 +77,8 @@ impl Ends {
 /// records the trust pair when the peer accepts, so each may resolve the other from then on.
 ///
 /// A handshake makes trust mutual, and a node refuses to ask a node it trusts already, so
-/// this and [`peer_asks_worker_for_trust`] need two different peers. The Worker does not
-/// adopt the relayed answer into its own trust set (worker-shim sends `request_handshake`
-/// itself instead of through the engine's trust service, so the answer matches no outgoing
-/// request): only the peer's side is checked here.
+/// this and [`peer_asks_worker_for_trust`] need two different peers. Done when the Worker,
+/// polling its inbox, has adopted the accepting answer and lists the peer as trusted.
 pub async fn worker_asks_peer_for_trust(peer: &Peer, ends: &Ends) -> anyhow::Result<()> {
     ends.api
         .handshake(
@@ -98,12 +96,18 @@ pub async fn worker_asks_peer_for_trust(peer: &Peer, ends: &Ends) -> anyhow::Res
     )
     .await?;
     peer.approve(ends.worker.node).await?;
+    poll(
+        TRUST_TIMEOUT,
+        "the Worker to adopt the peer's answer",
+        || async { Ok(trusts(&ends.api, peer.addr()).await?) },
+    )
+    .await?;
     Ok(())
 }
 
 /// The world's peer asks the Worker for trust; the Worker approves through its API; then
 /// each trusts the other. Relayed through the registry inbox at first (spec §9.6), which the
-/// Worker polls on its 60 s alarm.
+/// Worker polls every 10 s.
 pub async fn peer_asks_worker_for_trust(world: &World, ends: &Ends) -> anyhow::Result<()> {
     world
         .peer

@@ -22,6 +22,7 @@ use pilot_core::node::{Command, Input, Node, NodeConfig};
 use pilot_core::registry::{
     Heartbeat, Register, RegisterOk, Request, Response, SetHostname, SetVisibility,
 };
+use pilot_core::services::trust_service::TrustedPeer;
 use rand_core::OsRng;
 use tracing::{info, warn};
 use worker::{
@@ -38,6 +39,11 @@ use driver::{now_ms, unexpected, Inner, Shared, Sink};
 
 /// spec §9.5: a registered node sends a heartbeat every 60 seconds; the alarm carries it.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the registry inbox is polled for relayed trust handshakes (spec §9.6) while the
+/// object runs: requests addressed to us wait there until we look.
+pub const TRUST_POLL_INTERVAL: Duration = Duration::from_secs(10);
+/// The inbox poll interval while one of our own relayed requests awaits its answer.
+pub const TRUST_POLL_INTERVAL_AWAITING: Duration = Duration::from_secs(1);
 /// Longest a request waits for another request's start of the node.
 const START_WAIT: Duration = Duration::from_secs(30);
 
@@ -164,6 +170,7 @@ async fn start(shared: &Rc<Shared>) -> Result<(), ApiError> {
         public = config.public, "registered");
     if fresh {
         wasm_bindgen_futures::spawn_local(Rc::clone(shared).run_timer());
+        wasm_bindgen_futures::spawn_local(run_trust_poll(Rc::clone(shared)));
     }
     if let Err(err) = arm_alarm(shared).await {
         warn!(%err, "cannot set the heartbeat alarm");
@@ -264,16 +271,17 @@ async fn adopt_registration(shared: &Rc<Shared>, ok: &RegisterOk) -> bool {
         inner.node = Some(node);
         inner.peer_keys = keys.clone();
     }
+    // Back into the trust service itself (not the driver's extra-trusted set), so that
+    // `/v1/trusted` lists them and the next persist writes them again.
+    let since_unix_secs = origin_ms / 1000;
     for node_id in trusted {
-        let _ = shared.with_node(|n, now| {
-            n.handle_input(
-                now,
-                Input::Command(Command::SetTrusted {
-                    node: node_id,
-                    trusted: true,
-                }),
-            )
-        });
+        let peer = TrustedPeer {
+            key: keys.get(&node_id).copied(),
+            since_unix_secs,
+        };
+        if let Err(err) = shared.with_node(|n, _| n.restore_trusted(node_id, peer)) {
+            warn!(node = node_id, %err, "stored trust not restored");
+        }
     }
     for (node_id, key) in keys {
         let _ = shared.with_node(|n, now| {
@@ -373,6 +381,43 @@ async fn poll_handshakes(shared: &Rc<Shared>) {
         }
         Ok(other) => warn!(answer = ?other.error_text(), "poll_handshakes refused"),
         Err(err) => warn!(%err, "poll_handshakes failed"),
+    }
+}
+
+/// Polls the registry inbox every [`TRUST_POLL_INTERVAL`], or every
+/// [`TRUST_POLL_INTERVAL_AWAITING`] while an outgoing relayed request is unanswered, for as
+/// long as the object lives (the alarm polls too, after an eviction).
+async fn run_trust_poll(shared: Rc<Shared>) {
+    let mut last_poll_ms = now_ms();
+    loop {
+        let changed = shared.notify.changed();
+        let (running, awaiting) = {
+            let inner = shared.inner.borrow();
+            let awaiting = inner
+                .node
+                .as_ref()
+                .and_then(|n| n.trust_service())
+                .is_some_and(|t| t.outgoing().next().is_some());
+            (inner.transport.is_some() && inner.registered, awaiting)
+        };
+        let interval = if awaiting {
+            TRUST_POLL_INTERVAL_AWAITING
+        } else {
+            TRUST_POLL_INTERVAL
+        };
+        let due_ms = last_poll_ms.saturating_add(interval.as_millis() as u64);
+        let now = now_ms();
+        if now >= due_ms {
+            if running {
+                poll_handshakes(&shared).await;
+                persist_if_needed(&shared).await;
+            }
+            last_poll_ms = now_ms();
+            continue;
+        }
+        // A change (a new outgoing request, say) wakes us to recompute the interval.
+        let sleep = core::pin::pin!(worker::Delay::from(Duration::from_millis(due_ms - now)));
+        let _ = select(core::pin::pin!(changed), sleep).await;
     }
 }
 

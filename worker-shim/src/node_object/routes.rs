@@ -5,7 +5,7 @@ use std::rc::Rc;
 use pilot_core::addr::Addr;
 use pilot_core::node::ConnectionId;
 use pilot_core::node::NodeError;
-use pilot_core::registry::{ListNodes, Request, RequestHandshake, Response, SetHostname};
+use pilot_core::registry::{ListNodes, Request, Response, SetHostname};
 use pilot_core::services::dataexchange::Frame;
 use pilot_core::stream::{State as StreamState, StreamError};
 use serde::{Deserialize, Serialize};
@@ -299,31 +299,22 @@ fn unreachable_since<T>(
 /// else through the registry's relayed handshake (spec §9.6).
 async fn handshake(shared: &Rc<Shared>, body: HandshakeRequest) -> Result<HttpResponse, ApiError> {
     let peer = parse_addr(&body.peer)?;
-    let ours = ready(shared).await?;
+    ready(shared).await?;
     let direct = shared.ensure_path(peer.node).await;
     match direct {
         Ok(()) => {
             shared
                 .with_node(|node, now| node.trust_request(now, peer.node, &body.justification))?;
         }
+        // spec §9.6: a peer we cannot reach (a private node we may not resolve) is asked
+        // through the registry inbox. The engine's trust service records the request, so
+        // the accepting answer found by a later inbox poll makes the peer trusted.
         Err(err) if err.code == ErrorCode::PeerUnreachable => {
-            let identity = shared.inner.borrow().identity.clone();
-            let identity =
-                identity.ok_or_else(|| ApiError::new(ErrorCode::NotReady, "no identity"))?;
-            let request = Request::RequestHandshake(RequestHandshake::signed(
-                ours.node,
-                peer.node,
-                body.justification.clone(),
-                &identity,
-            ));
-            let answer = shared
-                .registry
-                .call(&request)
-                .await
-                .map_err(registry_error)?;
-            if let Response::Error { error } = answer {
-                return Err(ApiError::new(ErrorCode::RegistryError, error));
-            }
+            shared.with_node(|node, now| {
+                node.trust_request_relayed(now, peer.node, &body.justification)
+            })?;
+            // Answers arrive only through the inbox: poll it promptly from now on.
+            shared.notify.notify();
         }
         Err(err) => return Err(err),
     }
