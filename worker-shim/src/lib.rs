@@ -10,13 +10,15 @@
 //! [`PilotClient`](client::PilotClient) from Rust Workers.
 //!
 //! Layout: the modules that are plain logic (`api`, `relay_wire`, `backoff`, `token`,
-//! `notify`) build and are tested on every target; the Worker itself (`node_object`,
-//! `byte_link`, `transport`, `registry_pipe`, `client`, `entry`) exists only for `wasm32`.
+//! `notify`, `host_port`) build and are tested on every target; the Worker itself
+//! (`node_object`, `byte_link`, `transport`, `registry_pipe`, `client`, `entry`) exists only
+//! for `wasm32`.
 
 extern crate alloc;
 
 pub mod api;
 pub mod backoff;
+pub mod host_port;
 pub mod notify;
 pub mod relay_wire;
 pub mod token;

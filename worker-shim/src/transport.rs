@@ -194,11 +194,6 @@ impl TcpTransport {
         })
     }
 
-    /// Connections open now.
-    pub fn connections(&self) -> usize {
-        self.pool.borrow().len()
-    }
-
     fn link_to(&self, to: SocketAddr) -> Result<TcpLink, TransportError> {
         if let Some((_, link)) = self.pool.borrow().get(&to) {
             return Ok(link.clone());

@@ -2,6 +2,8 @@
 
 use worker::Env;
 
+pub use crate::host_port::split_host_port;
+
 /// Frames and registry traffic through the relay (the default).
 pub const TRANSPORT_RELAY: &str = "relay";
 /// Direct TCP `connect()` to peers' `tcp` endpoints and to the registry (spec §7.5).
@@ -52,15 +54,4 @@ impl Config {
             log: text(env, "PILOT_LOG"),
         }
     }
-}
-
-/// Splits `host:port` (`[v6]:port` too) into the host `connect()` takes and the port.
-pub fn split_host_port(text: &str) -> Option<(String, u16)> {
-    let (host, port) = text.rsplit_once(':')?;
-    let port = port.parse().ok()?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    (!host.is_empty()).then(|| (host.to_string(), port))
 }
