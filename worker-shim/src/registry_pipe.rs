@@ -1,8 +1,10 @@
-//! A registry client over the relay's registry pipe (`relay/PROTOCOL.md` §6).
+//! The registry client: over the relay's registry pipe (`relay/PROTOCOL.md` §6) or a direct
+//! TCP connection (`connect()`, spec §9.1).
 //!
-//! The pipe is a byte stream to the registry's TCP port; on it run the registry's own
-//! `u32 length ‖ JSON` frames (spec §9.1, pilot-core's [`FrameReader`]). Going through the
-//! relay makes the registry record the relay's IP as our `real_addr` (spec §9.3).
+//! Either way the pipe is a byte stream to the registry's TCP port ([`ByteLink`]); on it run
+//! the registry's own `u32 length ‖ JSON` frames (spec §9.1, pilot-core's [`FrameReader`]).
+//! Going through the relay makes the registry record the relay's IP as our `real_addr`
+//! (spec §9.3).
 //!
 //! The registry answers in order, so requests are pipelined: request *n* on a connection
 //! gets answer *n*. A failure or timeout drops the connection (what arrives later could not
@@ -18,8 +20,9 @@ use futures_util::future::{select, Either};
 use futures_util::StreamExt as _;
 use pilot_core::registry::{FrameReader, Request, Response};
 use tracing::{debug, warn};
-use worker::{Delay, WebSocket, WebsocketEvent};
+use worker::Delay;
 
+use crate::byte_link::{websocket_incoming, ByteLink, Incoming, TcpLink};
 use crate::notify::Notify;
 use crate::relay_wire::REGISTRY_SUBPROTOCOL;
 use crate::transport::open_websocket;
@@ -48,10 +51,31 @@ impl fmt::Display for RegistryCallError {
     }
 }
 
+/// How the client reaches the registry.
+#[derive(Debug, Clone)]
+pub enum RegistryRoute {
+    /// The relay's `{url}/v1/registry` pipe, with the relay token if any.
+    Relay {
+        /// `ws(s)://` URL of the relay.
+        url: String,
+        /// Relay token.
+        token: Option<String>,
+    },
+    /// A direct TCP connection to the registry.
+    Direct {
+        /// Host name or IP.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// TLS on the connection.
+        tls: bool,
+    },
+}
+
 /// One open pipe and the answers read from it.
 struct Connection {
     id: u64,
-    ws: WebSocket,
+    link: ByteLink,
     sent: u64,
     answers: BTreeMap<u64, Response>,
     received: u64,
@@ -60,19 +84,17 @@ struct Connection {
 
 /// The registry client of a Durable Object.
 pub struct RegistryPipe {
-    relay_url: String,
-    token: Option<String>,
+    route: RegistryRoute,
     conn: RefCell<Option<Connection>>,
     next_id: RefCell<u64>,
     notify: Rc<Notify>,
 }
 
 impl RegistryPipe {
-    /// A client that opens pipes to `{relay_url}/v1/registry` on demand.
-    pub fn new(relay_url: String, token: Option<String>) -> Rc<Self> {
+    /// A client that opens pipes along `route` on demand.
+    pub fn new(route: RegistryRoute) -> Rc<Self> {
         Rc::new(RegistryPipe {
-            relay_url,
-            token,
+            route,
             conn: RefCell::new(None),
             next_id: RefCell::new(1),
             notify: Rc::new(Notify::new()),
@@ -114,32 +136,19 @@ impl RegistryPipe {
         let conn = conn
             .as_mut()
             .ok_or_else(|| RegistryCallError::Pipe("closed while opening".into()))?;
-        conn.ws
-            .send_with_bytes(frame)
-            .map_err(|e| RegistryCallError::Pipe(e.to_string()))?;
+        conn.link.send(frame).map_err(RegistryCallError::Pipe)?;
         let ticket = conn.sent;
         conn.sent += 1;
         Ok((conn.id, ticket))
     }
 
     async fn open(self: &Rc<Self>) -> Result<(), RegistryCallError> {
-        let ws = open_websocket(
-            &self.relay_url,
-            "/v1/registry",
-            REGISTRY_SUBPROTOCOL,
-            self.token.as_deref(),
-        )
-        .await
-        .map_err(|e| RegistryCallError::Pipe(e.to_string()))?;
+        let (link, incoming) = self.dial().await?;
         if self.conn.borrow().is_some() {
             // Another call opened one meanwhile: use that, drop ours.
-            let _ = ws.close(Some(1000), Some("duplicate"));
+            link.close();
             return Ok(());
         }
-        // Accepted here, so the caller can send at once; the reader attaches its listeners
-        // before the registry can answer (answers arrive as later I/O events).
-        ws.accept()
-            .map_err(|e| RegistryCallError::Pipe(e.to_string()))?;
         let id = {
             let mut next = self.next_id.borrow_mut();
             *next += 1;
@@ -147,39 +156,52 @@ impl RegistryPipe {
         };
         *self.conn.borrow_mut() = Some(Connection {
             id,
-            ws: ws.clone(),
+            link,
             sent: 0,
             answers: BTreeMap::new(),
             received: 0,
             failed: None,
         });
         let this = Rc::clone(self);
-        wasm_bindgen_futures::spawn_local(async move { this.read_loop(id, ws).await });
+        wasm_bindgen_futures::spawn_local(async move { this.read_loop(id, incoming).await });
         Ok(())
     }
 
-    async fn read_loop(self: Rc<Self>, id: u64, ws: WebSocket) {
-        let mut events = match ws.events() {
-            Ok(events) => events,
-            Err(e) => return self.fail(id, e.to_string()),
-        };
+    async fn dial(&self) -> Result<(ByteLink, Incoming), RegistryCallError> {
+        match &self.route {
+            RegistryRoute::Relay { url, token } => {
+                let ws =
+                    open_websocket(url, "/v1/registry", REGISTRY_SUBPROTOCOL, token.as_deref())
+                        .await
+                        .map_err(|e| RegistryCallError::Pipe(e.to_string()))?;
+                // Accepted here, so the caller can send at once; the reader attaches its
+                // listeners before the registry can answer (answers arrive as later I/O
+                // events).
+                ws.accept()
+                    .map_err(|e| RegistryCallError::Pipe(e.to_string()))?;
+                let incoming = websocket_incoming(ws.clone());
+                Ok((ByteLink::WebSocket(ws), incoming))
+            }
+            RegistryRoute::Direct { host, port, tls } => {
+                let (link, incoming) =
+                    TcpLink::connect(host, *port, *tls).map_err(RegistryCallError::Pipe)?;
+                Ok((ByteLink::Tcp(link), incoming))
+            }
+        }
+    }
+
+    async fn read_loop(self: Rc<Self>, id: u64, mut incoming: Incoming) {
         let mut reader = FrameReader::new();
         let reason = loop {
-            match events.next().await {
-                Some(Ok(WebsocketEvent::Message(message))) => {
-                    let Some(bytes) = message.bytes() else {
-                        break "text message on the registry pipe".to_string();
-                    };
+            match incoming.next().await {
+                Some(Ok(bytes)) => {
                     reader.push(&bytes);
                     if let Err(reason) = self.take_answers(id, &mut reader) {
                         break reason;
                     }
                 }
-                Some(Ok(WebsocketEvent::Close(close))) => {
-                    break format!("closed with code {} {}", close.code(), close.reason());
-                }
-                Some(Err(e)) => break e.to_string(),
-                None => break "event stream ended".to_string(),
+                Some(Err(reason)) => break reason,
+                None => break "link ended".to_string(),
             }
         };
         debug!(%reason, "registry pipe ended");
@@ -241,7 +263,7 @@ impl RegistryPipe {
         let mut conn = self.conn.borrow_mut();
         if conn.as_ref().is_some_and(|c| c.id == conn_id) {
             if let Some(old) = conn.take() {
-                let _ = old.ws.close(Some(1000), Some("done"));
+                old.link.close();
             }
         }
         drop(conn);

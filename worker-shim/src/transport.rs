@@ -2,11 +2,13 @@
 //!
 //! [`Transport`] is what the node driver needs from any transport: our endpoint as peers
 //! see it, and a way to send one frame to one peer endpoint. Received frames and the end of
-//! the transport are reported through a [`TransportSink`]. The relay transport (a
-//! WebSocket to the project's relay, `relay/PROTOCOL.md`) is the one implemented; direct
-//! TCP `connect()` and the beacon compat WebSocket (spec §7.5, §7.7) are not (README,
-//! Limitations).
+//! the transport are reported through a [`TransportSink`]. Two are implemented: the relay
+//! transport ([`RelayTransport`], a WebSocket to the project's relay, `relay/PROTOCOL.md`)
+//! and direct TCP ([`TcpTransport`], `connect()` to the peers' `tcp` endpoints, spec
+//! §7.5). The beacon compat WebSocket (spec §7.7) is not (README, Limitations).
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -14,9 +16,11 @@ use std::rc::Rc;
 use futures_channel::oneshot;
 use futures_util::StreamExt as _;
 use pilot_core::crypto::Identity;
+use pilot_core::frame::tcp::{self as tcp_frame, TcpDeframer};
 use tracing::{debug, info, warn};
 use worker::{Fetch, Headers, Method, Request, RequestInit, WebSocket, WebsocketEvent};
 
+use crate::byte_link::{Incoming, TcpLink};
 use crate::relay_wire::{self, RelayControl, RELAY_SUBPROTOCOL};
 
 /// Why a transport could not be opened or used.
@@ -32,6 +36,8 @@ pub enum TransportError {
     Send(String),
     /// The transport is closed.
     Closed,
+    /// A direct TCP connection could not be opened or used.
+    Tcp(String),
 }
 
 impl fmt::Display for TransportError {
@@ -42,16 +48,18 @@ impl fmt::Display for TransportError {
             TransportError::Handshake(e) => write!(f, "relay authentication failed: {e}"),
             TransportError::Send(e) => write!(f, "relay send failed: {e}"),
             TransportError::Closed => f.write_str("relay session closed"),
+            TransportError::Tcp(e) => write!(f, "tcp transport: {e}"),
         }
     }
 }
 
 /// A transport the node driver sends frames through.
 pub trait Transport {
-    /// Short name shown in `/v1/info` (`relay`).
+    /// Short name shown in `/v1/info` (`relay`, `tcp`).
     fn kind(&self) -> &'static str;
-    /// Our UDP endpoint as peers and the registry see it.
-    fn endpoint(&self) -> SocketAddr;
+    /// Our endpoint as peers and the registry see it; `None` when peers cannot reach us
+    /// unasked (direct TCP: a Worker cannot listen, spec §7.8).
+    fn endpoint(&self) -> Option<SocketAddr>;
     /// Sends one tunnel frame to `to` (fire and forget, UDP semantics).
     fn send(&self, to: SocketAddr, frame: &[u8]) -> Result<(), TransportError>;
     /// Ends the transport.
@@ -64,6 +72,9 @@ pub trait TransportSink {
     fn on_frame(&self, from: SocketAddr, frame: Vec<u8>);
     /// The transport ended; `session` is the one given to the transport at connect.
     fn on_closed(&self, session: u64, reason: String);
+    /// The connection to `peer` ended (direct TCP): its path is gone, the next send
+    /// reconnects.
+    fn on_link_closed(&self, peer: SocketAddr);
 }
 
 /// Opens a WebSocket with `protocol` to `base` + `path`, with a bearer token if given.
@@ -142,8 +153,8 @@ impl Transport for RelayTransport {
         "relay"
     }
 
-    fn endpoint(&self) -> SocketAddr {
-        self.udp_addr
+    fn endpoint(&self) -> Option<SocketAddr> {
+        Some(self.udp_addr)
     }
 
     fn send(&self, to: SocketAddr, frame: &[u8]) -> Result<(), TransportError> {
@@ -156,6 +167,113 @@ impl Transport for RelayTransport {
     fn close(&self) {
         // Already closing or closed: nothing left to do.
         let _ = self.ws.close(Some(1000), Some("client closing"));
+    }
+}
+
+/// Direct TCP to peers (spec §7.5): one pooled connection per remote address, opened on
+/// the first frame sent there, frames as `u32 BE length ‖ frame` (pilot-core
+/// [`tcp_frame`]).
+///
+/// Only this side opens connections: a Worker cannot listen, so a peer reaches us only on
+/// a connection we dialed.
+pub struct TcpTransport {
+    pool: RefCell<BTreeMap<SocketAddr, (u64, TcpLink)>>,
+    next_link: RefCell<u64>,
+    sink: Rc<dyn TransportSink>,
+    me: std::rc::Weak<TcpTransport>,
+}
+
+impl TcpTransport {
+    /// A transport with no connections yet; what arrives goes to `sink`.
+    pub fn new(sink: Rc<dyn TransportSink>) -> Rc<TcpTransport> {
+        Rc::new_cyclic(|me| TcpTransport {
+            pool: RefCell::new(BTreeMap::new()),
+            next_link: RefCell::new(0),
+            sink,
+            me: me.clone(),
+        })
+    }
+
+    fn link_to(&self, to: SocketAddr) -> Result<TcpLink, TransportError> {
+        if let Some((_, link)) = self.pool.borrow().get(&to) {
+            return Ok(link.clone());
+        }
+        let host = to.ip().to_string();
+        let (link, incoming) =
+            TcpLink::connect(&host, to.port(), false).map_err(TransportError::Tcp)?;
+        let id = {
+            let mut next = self.next_link.borrow_mut();
+            *next += 1;
+            *next
+        };
+        self.pool.borrow_mut().insert(to, (id, link.clone()));
+        info!(peer = %to, "tcp connection opened");
+        if let Some(me) = self.me.upgrade() {
+            wasm_bindgen_futures::spawn_local(me.read_frames(to, id, incoming));
+        }
+        Ok(link)
+    }
+
+    /// Deframes what `to` sends until the connection ends or breaks the framing.
+    async fn read_frames(self: Rc<Self>, to: SocketAddr, id: u64, mut incoming: Incoming) {
+        let mut deframer = TcpDeframer::new();
+        let reason = 'read: loop {
+            let bytes = match incoming.next().await {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(reason)) => break reason,
+                None => break "connection ended".to_string(),
+            };
+            let mut rest = bytes.as_slice();
+            loop {
+                match deframer.next_frame(&mut rest) {
+                    Ok(Some(frame)) => self.sink.on_frame(to, frame),
+                    Ok(None) => break,
+                    // spec §7.5: a frame above 1 MiB means a broken peer: drop it.
+                    Err(err) => break 'read err.to_string(),
+                }
+            }
+        };
+        self.forget(to, id, &reason);
+    }
+
+    /// Removes the connection `id` to `to` (if still pooled) and reports its path gone.
+    fn forget(&self, to: SocketAddr, id: u64, reason: &str) {
+        let removed = {
+            let mut pool = self.pool.borrow_mut();
+            match pool.get(&to) {
+                Some((current, _)) if *current == id => pool.remove(&to),
+                _ => None,
+            }
+        };
+        if let Some((_, link)) = removed {
+            link.close();
+            warn!(peer = %to, %reason, "tcp connection dropped");
+            self.sink.on_link_closed(to);
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn kind(&self) -> &'static str {
+        "tcp"
+    }
+
+    fn endpoint(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    fn send(&self, to: SocketAddr, frame: &[u8]) -> Result<(), TransportError> {
+        let mut framed = Vec::new();
+        tcp_frame::encode(frame, &mut framed).map_err(|e| TransportError::Tcp(e.to_string()))?;
+        let link = self.link_to(to)?;
+        link.send(framed).map_err(TransportError::Tcp)
+    }
+
+    fn close(&self) {
+        let pool = core::mem::take(&mut *self.pool.borrow_mut());
+        for (_, link) in pool.into_values() {
+            link.close();
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use pilot_core::addr::Addr;
 use pilot_core::crypto::Identity;
 use pilot_core::keyexchange::PathId;
 use pilot_core::node::{ConnectionId, Event, Input, Node, NodeError, Output};
-use pilot_core::registry::{Lookup, PublicKey, Request, Resolve, Response};
+use pilot_core::registry::{Endpoint, Lookup, PublicKey, Request, Resolve, Response};
 use pilot_core::services::exchange_server::ExchangeReply;
 use pilot_core::services::trust_service::TrustEvent;
 use pilot_core::stream::StreamError;
@@ -30,9 +30,9 @@ use crate::api::{ApiError, ErrorCode};
 use crate::backoff::Backoff;
 use crate::notify::Notify;
 use crate::registry_pipe::RegistryPipe;
-use crate::transport::{RelayTransport, Transport, TransportSink};
+use crate::transport::{Transport, TransportSink};
 
-use super::config::Config;
+use super::config::{Config, TRANSPORT_TCP};
 
 /// Accepted streams per listened port that wait for `/v1/accept`; more are reset.
 pub const MAX_ACCEPTED_PER_PORT: usize = 64;
@@ -114,7 +114,7 @@ pub struct Inner {
     pub node: Option<Node<OsRng>>,
     /// `now_ms()` at the node's `Instant::ZERO`.
     pub origin_ms: u64,
-    pub transport: Option<RelayTransport>,
+    pub transport: Option<Rc<dyn Transport>>,
     /// Sessions are numbered so a late close of an old one is ignored.
     pub session: u64,
     pub registered: bool,
@@ -202,6 +202,12 @@ impl TransportSink for Sink {
             shared.on_transport_closed(session, reason);
         }
     }
+
+    fn on_link_closed(&self, peer: SocketAddr) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.on_link_closed(peer);
+        }
+    }
 }
 
 impl Shared {
@@ -254,6 +260,24 @@ impl Shared {
         }
     }
 
+    /// A direct TCP connection ended: its path is forgotten, and the nodes reached on it
+    /// are resolved again on their next use (which opens a new connection and path).
+    fn on_link_closed(&self, peer: SocketAddr) {
+        {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            let Some(path) = inner.path_of.remove(&peer) else {
+                return;
+            };
+            inner.paths.remove(&path);
+            if let Some(node) = inner.node.as_ref() {
+                inner.resolved.retain(|n| node.peer_path(*n) != Some(path));
+            }
+            debug!(%peer, ?path, "path forgotten");
+        }
+        self.notify.notify();
+    }
+
     fn tick(&self) {
         {
             let mut inner = self.inner.borrow_mut();
@@ -285,7 +309,7 @@ impl Shared {
                     match node.poll_output() {
                         Some(Output::Transmit { path, bytes }) => {
                             produced = true;
-                            transmit(&inner.paths, inner.transport.as_ref(), path, &bytes);
+                            transmit(&inner.paths, inner.transport.as_deref(), path, &bytes);
                         }
                         Some(Output::Event(event)) => events.push(event),
                         Some(Output::Timeout(at)) => {
@@ -355,15 +379,19 @@ impl Shared {
                 Ok(other) => return Err(unexpected(&other)),
                 Err(err) => return Err(ApiError::new(ErrorCode::RegistryError, err.to_string())),
             };
-        let addr: SocketAddr = ok.real_addr.parse().map_err(|_| {
-            ApiError::new(
-                ErrorCode::PeerUnreachable,
-                format!(
-                    "registry has no usable endpoint for node {node} ({:?})",
-                    ok.real_addr
-                ),
-            )
-        })?;
+        let addr = if self.config.transport == TRANSPORT_TCP {
+            tcp_endpoint(node, &ok.endpoints)?
+        } else {
+            ok.real_addr.parse().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::PeerUnreachable,
+                    format!(
+                        "registry has no usable endpoint for node {node} ({:?})",
+                        ok.real_addr
+                    ),
+                )
+            })?
+        };
         let PublicKey(key) = ok.public_key;
         {
             let mut inner = self.inner.borrow_mut();
@@ -455,9 +483,32 @@ impl Shared {
     }
 }
 
+/// The peer's advertised `tcp` endpoint (spec §7.5), as `connect()` will dial it.
+fn tcp_endpoint(node: u32, endpoints: &[Endpoint]) -> Result<SocketAddr, ApiError> {
+    let Some(endpoint) = endpoints.iter().find(|e| e.network == TRANSPORT_TCP) else {
+        return Err(ApiError::new(
+            ErrorCode::PeerUnreachable,
+            format!("node {node} advertises no tcp endpoint"),
+        )
+        .with_hint(
+            "PILOT_TRANSPORT=tcp reaches only peers that listen on TCP (pilot-peer --tcp-listen); \
+             use PILOT_TRANSPORT=relay for UDP-only peers",
+        ));
+    };
+    endpoint.addr.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::PeerUnreachable,
+            format!(
+                "node {node} advertises tcp endpoint {:?}, not an ip:port",
+                endpoint.addr
+            ),
+        )
+    })
+}
+
 fn transmit(
     paths: &BTreeMap<PathId, SocketAddr>,
-    transport: Option<&RelayTransport>,
+    transport: Option<&dyn Transport>,
     path: PathId,
     bytes: &[u8],
 ) {

@@ -31,8 +31,8 @@ use worker::{
 
 use crate::api::{ApiError, ErrorCode};
 use crate::notify::Notify;
-use crate::registry_pipe::RegistryPipe;
-use crate::transport::{RelayTransport, Transport};
+use crate::registry_pipe::{RegistryPipe, RegistryRoute};
+use crate::transport::{RelayTransport, TcpTransport, Transport};
 
 pub use config::Config;
 use driver::{now_ms, unexpected, Inner, Shared, Sink};
@@ -57,10 +57,7 @@ impl DurableObject for PilotNode {
     fn new(state: State, env: Env) -> Self {
         let config = Config::from_env(&env);
         crate::log::init(config.log.as_deref());
-        let registry = RegistryPipe::new(
-            config.relay_url.clone().unwrap_or_default(),
-            config.relay_token.clone(),
-        );
+        let registry = RegistryPipe::new(registry_route(&config));
         let shared = Rc::new_cyclic(|me| Shared {
             state,
             config,
@@ -79,6 +76,25 @@ impl DurableObject for PilotNode {
     async fn alarm(&self) -> worker::Result<HttpResponse> {
         on_alarm(&self.shared).await;
         HttpResponse::ok("")
+    }
+}
+
+/// The relay's registry pipe, or with `PILOT_TRANSPORT=tcp` a direct connection to
+/// `PILOT_REGISTRY` (checked again, with a hint, when the node starts).
+fn registry_route(config: &Config) -> RegistryRoute {
+    match (config.transport.as_str(), config.registry.as_deref()) {
+        (config::TRANSPORT_TCP, Some(registry)) => {
+            let (host, port) = config::split_host_port(registry).unwrap_or_default();
+            RegistryRoute::Direct {
+                host,
+                port,
+                tls: config.registry_tls,
+            }
+        }
+        _ => RegistryRoute::Relay {
+            url: config.relay_url.clone().unwrap_or_default(),
+            token: config.relay_token.clone(),
+        },
     }
 }
 
@@ -125,38 +141,14 @@ pub(crate) async fn ensure_started(shared: &Rc<Shared>) -> Result<(), ApiError> 
 }
 
 async fn start(shared: &Rc<Shared>) -> Result<(), ApiError> {
-    let config = &shared.config;
-    if config.transport != config::TRANSPORT_RELAY {
-        return Err(ApiError::new(
-            ErrorCode::NotReady,
-            format!("PILOT_TRANSPORT={:?} is not implemented", config.transport),
-        )
-        .with_hint("set PILOT_TRANSPORT=relay (the only transport so far)"));
-    }
-    let Some(url) = config.relay_url.clone() else {
-        return Err(ApiError::new(ErrorCode::NotReady, "PILOT_RELAY_URL is not set")
-            .with_hint("set PILOT_RELAY_URL (ws:// or wss:// URL of a pilot-relay) in wrangler.toml [vars]"));
-    };
     let identity = storage::load_identity(shared).await?;
-    let session = {
-        let mut inner = shared.inner.borrow_mut();
-        inner.session += 1;
-        inner.session
-    };
-    let sink = Rc::new(Sink(Rc::downgrade(shared)));
-    let transport = RelayTransport::connect(
-        &url,
-        Rc::clone(&identity),
-        config.relay_token.clone(),
-        session,
-        sink,
-    )
-    .await
-    .map_err(|e| ApiError::new(ErrorCode::NotReady, e.to_string()))?;
+    let transport = open_transport(shared, &identity).await?;
     let endpoint = transport.endpoint();
-    shared.inner.borrow_mut().transport = Some(transport.clone());
+    shared.inner.borrow_mut().transport = Some(Rc::clone(&transport));
 
-    let registered = match register(shared, &identity, &endpoint.to_string()).await {
+    // spec §7.8: without an endpoint (direct TCP) the node registers an empty listen_addr.
+    let listen_addr = endpoint.map(|e| e.to_string()).unwrap_or_default();
+    let registered = match register(shared, &identity, &listen_addr).await {
         Ok(ok) => ok,
         Err(err) => {
             transport.close();
@@ -166,8 +158,9 @@ async fn start(shared: &Rc<Shared>) -> Result<(), ApiError> {
     };
     let fresh = adopt_registration(shared, &registered).await;
     shared.inner.borrow_mut().registered = true;
-    info!(addr = %Addr::new(registered.network_id, registered.node_id), %endpoint,
-        public = config.public, "registered");
+    info!(addr = %Addr::new(registered.network_id, registered.node_id),
+        transport = transport.kind(), endpoint = %listen_addr,
+        public = shared.config.public, "registered");
     if fresh {
         wasm_bindgen_futures::spawn_local(Rc::clone(shared).run_timer());
         wasm_bindgen_futures::spawn_local(run_trust_poll(Rc::clone(shared)));
@@ -176,6 +169,63 @@ async fn start(shared: &Rc<Shared>) -> Result<(), ApiError> {
         warn!(%err, "cannot set the heartbeat alarm");
     }
     Ok(())
+}
+
+/// Opens the configured transport: a relay session, or the (initially empty) TCP pool.
+async fn open_transport(
+    shared: &Rc<Shared>,
+    identity: &Rc<pilot_core::crypto::Identity>,
+) -> Result<Rc<dyn Transport>, ApiError> {
+    let config = &shared.config;
+    let sink = Rc::new(Sink(Rc::downgrade(shared)));
+    match config.transport.as_str() {
+        config::TRANSPORT_RELAY => {
+            let Some(url) = config.relay_url.clone() else {
+                return Err(ApiError::new(ErrorCode::NotReady, "PILOT_RELAY_URL is not set")
+                    .with_hint("set PILOT_RELAY_URL (ws:// or wss:// URL of a pilot-relay) in wrangler.toml [vars]"));
+            };
+            let session = {
+                let mut inner = shared.inner.borrow_mut();
+                inner.session += 1;
+                inner.session
+            };
+            let transport = RelayTransport::connect(
+                &url,
+                Rc::clone(identity),
+                config.relay_token.clone(),
+                session,
+                sink,
+            )
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::NotReady, e.to_string()))?;
+            Ok(Rc::new(transport))
+        }
+        config::TRANSPORT_TCP => {
+            let usable = config
+                .registry
+                .as_deref()
+                .and_then(config::split_host_port)
+                .is_some();
+            if !usable {
+                return Err(ApiError::new(
+                    ErrorCode::NotReady,
+                    format!(
+                        "PILOT_TRANSPORT=tcp needs PILOT_REGISTRY as host:port, got {:?}",
+                        config.registry.as_deref().unwrap_or_default()
+                    ),
+                )
+                .with_hint(
+                    "set PILOT_REGISTRY (e.g. registry.example.com:9000) in wrangler.toml [vars]",
+                ));
+            }
+            Ok(TcpTransport::new(sink))
+        }
+        other => Err(ApiError::new(
+            ErrorCode::NotReady,
+            format!("PILOT_TRANSPORT={other:?} is not a known transport"),
+        )
+        .with_hint("set PILOT_TRANSPORT to relay or tcp")),
+    }
 }
 
 /// Registers `listen_addr` (spec §9.3), goes public if configured, and claims the hostname
@@ -356,9 +406,10 @@ async fn reregister(shared: &Rc<Shared>) -> Result<(), ApiError> {
         (identity, endpoint)
     };
     let (Some(identity), Some(endpoint)) = (identity, endpoint) else {
-        return Err(ApiError::new(ErrorCode::NotReady, "no relay session"));
+        return Err(ApiError::new(ErrorCode::NotReady, "no transport"));
     };
-    let ok = register(shared, &identity, &endpoint.to_string()).await?;
+    let listen_addr = endpoint.map(|e| e.to_string()).unwrap_or_default();
+    let ok = register(shared, &identity, &listen_addr).await?;
     adopt_registration(shared, &ok).await;
     shared.inner.borrow_mut().registered = true;
     shared.notify.notify();

@@ -21,7 +21,6 @@ use crate::api::{
     Status, SubscribeRequest, SubscriptionAnswer, TimeoutOnly, TrustedList, TrustedPeer, Written,
     DEFAULT_READ_BYTES, EOF_HEADER,
 };
-use crate::transport::Transport;
 
 /// Largest request body taken (stream writes, datagrams, messages).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -162,7 +161,8 @@ async fn info(shared: &Rc<Shared>) -> Result<HttpResponse, ApiError> {
         endpoint: inner
             .transport
             .as_ref()
-            .map(|t| t.endpoint().to_string())
+            .and_then(|t| t.endpoint())
+            .map(|e| e.to_string())
             .unwrap_or_default(),
         registered: inner.registered && inner.transport.is_some(),
         public: shared.config.public,
