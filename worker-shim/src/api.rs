@@ -178,9 +178,20 @@ pub fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError>
 /// Parses a peer address in the text form of spec §1.2 (`0:0000.0000.0004`).
 pub fn parse_addr(text: &str) -> Result<Addr, ApiError> {
     text.parse::<Addr>().map_err(|_| {
-        ApiError::bad_request(alloc::format!("{text:?} is not a Pilot address"))
+        ApiError::bad_request(alloc::format!("{:?} is not a Pilot address", excerpt(text)))
             .with_hint("write addresses as <network>:<hex>.<hex>.<hex>, e.g. 0:0000.0000.0004")
     })
+}
+
+/// Longest piece of a rejected input quoted back in an error message.
+const MAX_QUOTED_CHARS: usize = 64;
+
+/// The start of `text` for an error message: an answer must not echo a huge body back.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => alloc::format!("{}…", text.get(..cut).unwrap_or_default()),
+        None => text.to_string(),
+    }
 }
 
 /// The wait of an operation: `timeout_ms` if given (1..=60000), else the default.
@@ -564,6 +575,15 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(timeout_of(Some(0)).unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn a_huge_bad_address_is_not_echoed_whole() {
+        let huge = "a".repeat(1024 * 1024);
+        let err = parse_addr(&huge).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.len() < 200, "{} bytes", err.message.len());
+        assert!(err.message.starts_with("\"aaaa"));
     }
 
     #[test]
