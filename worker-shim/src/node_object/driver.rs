@@ -414,6 +414,17 @@ impl Shared {
         Ok(())
     }
 
+    /// A peer that stopped answering may have restarted elsewhere (a new UDP endpoint, new keys):
+    /// a tunnel session that still exists never notices, because only a failed key exchange
+    /// reports a peer unreachable. Forgetting the resolution makes the next call ask the
+    /// registry again and point the session at the current endpoint (spec §6.2: the PILA sent
+    /// there lets a restarted peer key us again).
+    pub fn forget_endpoint(&self, node: u32) {
+        if self.inner.borrow_mut().resolved.remove(&node) {
+            debug!(node, "no answer: the next call resolves the peer again");
+        }
+    }
+
     /// Waits until `check` gives an answer, or `timeout` passes. `check` may act on the
     /// node (a read, a write); whatever that produces is drained before the next wait.
     pub async fn wait_for<T>(

@@ -273,6 +273,9 @@ async fn ping(shared: &Rc<Shared>, body: PingRequest) -> Result<HttpResponse, Ap
         Err(err) => Err(err),
     };
     shared.inner.borrow_mut().pings.remove(&payload);
+    if matches!(&result, Err(err) if err.code == ErrorCode::Timeout) {
+        shared.forget_endpoint(peer.node);
+    }
     json(&Pong {
         rtt_ms: result? as f64,
     })
@@ -407,6 +410,9 @@ async fn dial(shared: &Rc<Shared>, body: DialRequest) -> Result<HttpResponse, Ap
         // A stream that did not open is of no use to anyone: drop it.
         let _ = shared.with_node(|node, now| node.abort(now, conn));
         shared.inner.borrow_mut().conns.remove(&conn);
+        if err.code == ErrorCode::Timeout {
+            shared.forget_endpoint(peer.node);
+        }
         return Err(err);
     }
     let local_port = shared
