@@ -133,7 +133,7 @@ bench-wasm: wasm ## wasm (Node) vs native criterion: PILA handshake and PILS 1 K
 WORKER_DIR  := worker-shim
 WORKER_WASM := $(WORKER_DIR)/build/index_bg.wasm
 
-.PHONY: worker worker-size worker-smoke worker-smoke-tcp setup-worker worker-check
+.PHONY: worker worker-size worker-smoke worker-smoke-tcp worker-attack setup-worker worker-check
 
 worker-check: ## lints of the Worker crate for wasm32 (its Durable Object code exists only there)
 	$(CARGO) clippy -p pilot-worker --target $(WASM_TARGET) -- -D warnings
@@ -154,6 +154,9 @@ worker-size: worker ## raw and gzipped bytes of the Worker's wasm
 
 worker-smoke: worker ## loopback smoke run: registry, relay, native peer, the Worker in wrangler dev
 	bash $(WORKER_DIR)/scripts/smoke.sh
+
+worker-attack: setup-worker worker ## loopback abuse run of the Worker: bad API calls, forged frames, a flood, restarts
+	bash $(WORKER_DIR)/scripts/attack.sh
 
 worker-smoke-tcp: setup-worker worker ## loopback smoke run of PILOT_TRANSPORT=tcp: registry, a peer with --tcp-listen, the Worker
 	bash $(WORKER_DIR)/scripts/smoke-tcp.sh
