@@ -31,7 +31,7 @@ WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals
 	setup-worker-ts worker-npm test-worker-ts
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 setup: setup-wasm setup-worker-ts ## install the toolchain pieces the tests need (idempotent)
 	rustup component add rustfmt clippy
@@ -142,7 +142,7 @@ setup-worker: setup-wasm ## npm ci in worker-shim (wrangler, esbuild, binaryen)
 	cd $(WORKER_DIR) && npm ci --no-audit --no-fund
 
 worker: ## build the Worker into worker-shim/build (worker-build --release)
-	@command -v worker-build >/dev/null || $(CARGO) install --locked worker-build --version 0.8.7
+	@command -v worker-build >/dev/null || $(CARGO) install --locked worker-build --version $(WORKER_BUILD_VERSION)
 	cd $(WORKER_DIR) && WASM_BINDGEN_BIN="$$(command -v wasm-bindgen)" \
 		WASM_OPT_BIN="$$PWD/node_modules/.bin/wasm-opt" \
 		ESBUILD_BIN="$$PWD/node_modules/.bin/esbuild" worker-build --release
